@@ -1,0 +1,153 @@
+"""The paper's fine-tuning recipe around any transformers seq2seq model.
+
+AdamW (lr 2e-5, betas 0.9/0.98, eps 1e-6, weight decay 0.001 on all but biases and LayerNorms, as the HF Trainer
+does), a linear schedule with 10% warm-up, and validation by *generating* text and scoring it with the SCROLLS
+metric (the paper's own code scored teacher-forced argmax logits; we do not).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from lightning_modules.metrics import TASK_METRIC, score
+
+log = logging.getLogger("study")
+
+
+def generate(model, tokenizer, batch: dict, generation: dict, global_first_token: bool, fast: bool) -> list[str]:
+    """Greedy (or beam) decoding of one batch, as text."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if global_first_token:
+        inputs["global_attention_mask"] = first_token_global(batch["input_ids"])
+    if fast and generation.get("num_beams", 1) == 1:
+        from lightning_modules.fast import greedy_generate
+
+        out = greedy_generate(
+            model, inputs["input_ids"], inputs["attention_mask"], inputs.get("global_attention_mask"),
+            max_new_tokens=generation["max_new_tokens"], min_new_tokens=generation.get("min_new_tokens", 0),
+        )
+    else:
+        out = model.generate(**inputs, do_sample=False, **generation)
+    return tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+def first_token_global(input_ids: torch.Tensor) -> torch.Tensor:
+    mask = torch.zeros_like(input_ids)
+    mask[:, 0] = 1
+    return mask
+
+
+def gather_objects(obj, trainer) -> list:
+    """Every rank's python object (predictions are strings; all_gather only moves tensors)."""
+    if trainer is None or trainer.world_size == 1 or not torch.distributed.is_initialized():
+        return [obj]
+    out = [None] * trainer.world_size
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+class Seq2SeqModule(pl.LightningModule):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        task: str,
+        global_attention_on_first_token: bool = False,
+        attn_impl: str = "hf",
+        lr: float = 2e-5,
+        betas: tuple[float, float] = (0.9, 0.98),
+        eps: float = 1e-6,
+        weight_decay: float = 0.001,
+        warmup_ratio: float = 0.1,
+        fused_optimizer: bool = False,
+        generation: dict | None = None,
+    ):
+        super().__init__()
+        self.model, self.tokenizer, self.task = model, tokenizer, task
+        self.metric = TASK_METRIC[task]
+        self.global_first = global_attention_on_first_token
+        self.fast = attn_impl == "fast"
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.warmup_ratio, self.fused_optimizer = warmup_ratio, fused_optimizer
+        self.generation = dict(generation or {"max_new_tokens": 128, "num_beams": 1})
+        self.samples_seen = 0  # this rank's training samples
+        self.best: dict | None = None  # scores and step of the best validation so far
+        self.last_scores: dict | None = None
+        self.last_predictions: dict[str, str] = {}
+        self.eval_seconds: float | None = None
+        self._predictions: dict[str, str] = {}
+        self._references: dict[str, list[str]] = {}
+
+    # ---- training -------------------------------------------------------------------------------------------
+    def forward(self, batch: dict):
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels") if k in batch}
+        if self.global_first:
+            inputs["global_attention_mask"] = first_token_global(batch["input_ids"])
+        return self.model(**inputs)
+
+    def training_step(self, batch, batch_idx):
+        loss = self(batch).loss
+        self.samples_seen += batch["input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if name.endswith("bias") or "norm" in name.lower() else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        fused = self.fused_optimizer and torch.cuda.is_available()
+        opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.eps, fused=fused or None)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(self.warmup_ratio * total)
+
+        def linear(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- validation by generation ---------------------------------------------------------------------------
+    def predict_texts(self, batch) -> list[str]:
+        return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def validation_step(self, batch, batch_idx):
+        for doc_id, refs, text in zip(batch["ids"], batch["references"], self.predict_texts(batch)):
+            self._predictions[doc_id] = text
+            self._references[doc_id] = refs
+
+    def on_validation_epoch_start(self):
+        self._predictions, self._references = {}, {}
+        self._sync()
+        self._eval_started = time.perf_counter()
+
+    def on_validation_epoch_end(self):
+        self._sync()
+        self.eval_seconds = time.perf_counter() - self._eval_started  # generation only, before gathering and scoring
+        # every rank scores the union of all ranks' predictions: one score per id, the sampler's padding repeats dropped
+        predictions, references = {}, {}
+        for preds, refs in gather_objects((self._predictions, self._references), self.trainer):
+            predictions.update(preds)
+            references.update(refs)
+        scores = score(self.task, predictions, references)
+        self.last_scores = {**scores, "step": int(self.global_step), "n_scored": len(references)}
+        if not self.trainer.sanity_checking:
+            if self.best is None or scores[self.metric] > self.best[self.metric]:
+                self.best = dict(self.last_scores)
+        for key, value in scores.items():
+            self.log(f"val/{key}", value, prog_bar=key == self.metric, sync_dist=False)
+        if self.trainer.is_global_zero and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            log.info("step %d: validation %s=%.2f over %d ids", self.global_step, self.metric, scores[self.metric], len(references))
+        self.last_predictions = predictions
