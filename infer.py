@@ -16,9 +16,9 @@ import study.env  # noqa: F401  (process settings before torch is imported)
 
 import hydra
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks import collect_costs
 from data.scrolls import group_references, load_rows, parse_jsonl
 from lightning_modules.metrics import TASK_METRIC, score
 from lightning_modules.models import count_parameters, load_trained
@@ -26,7 +26,7 @@ from lightning_modules.seq2seq import Seq2SeqModule
 from lightning_modules.trainer import strategy as lightning_strategy
 from study import ddp, record
 from study.errors import StudyError
-from study.run import exit_unless_multirun, guarded, is_rank_zero, register_resolvers, run_job
+from study.run import build, exit_unless_multirun, guarded, is_rank_zero, register_resolvers, run_job
 
 
 # ---- scoring a predictions file ------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def score_predictions(cfg: DictConfig, out_dir: Path) -> None:
 
 # ---- generating and scoring ----------------------------------------------------------------------------------
 def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: int, data_cfg, generation, identity: dict) -> None:
-    data = instantiate(
+    data = build(
         data_cfg, tokenizer=tokenizer, seq_len=seq_len, batch_size=1, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
         pad_to_seq_len=data_cfg.pad_to_seq_len or spec.needs_full_length_inputs,
     )
@@ -70,8 +70,10 @@ def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: in
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         precision=cfg.trainer.precision, strategy=lightning_strategy(cfg), logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[build(c, output_dir=str(out_dir)) if "output_dir" in c else build(c) for c in cfg.callbacks.values() if c is not None],
     )
     trainer.validate(module, datamodule=data, verbose=False)
+    costs, extra = collect_costs(trainer)  # energy, speed, utilisation of the generation pass
     if not is_rank_zero():
         return
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
@@ -81,12 +83,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: in
     record.update(
         out_dir, kind="infer", **identity, seq_len=seq_len, data=data_cfg.name, task=data.task, metric=module.metric,
         eval_batch_size=cfg.eval_batch_size, world_size=trainer.world_size, precision=str(trainer.precision), **scores,
-        costs={
-            "inference_time": record.measurement(module.eval_seconds, "s", "measured: wall clock, generation only"),
-            "inference_samples_per_s": record.measurement(
-                module.last_scores["n_scored"] / module.eval_seconds if module.eval_seconds else None, "samples/s", "measured: wall clock"
-            ),
-        },
+        costs=costs, **extra,
     )
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}))
 
@@ -95,7 +92,7 @@ def evaluate_run(cfg: DictConfig, run: Path, out_dir: Path) -> None:
     """A train run's checkpoint, with the run's own model, data and seq_len."""
     train_cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     train_cfg.paths = cfg.paths
-    spec = instantiate(train_cfg.model)
+    spec = build(train_cfg.model)
     model, tokenizer = load_trained(spec, run, cfg.checkpoint)
     identity = dict(
         model=spec.name, family=spec.family, parameters=count_parameters(model), attn_impl=spec.attn_impl,
@@ -139,7 +136,7 @@ def infer(cfg: DictConfig, out_dir: Path) -> None:
         if failures:
             raise StudyError(f"{failures} of {len(runs)} runs under {cfg.run_dir} failed to evaluate; see their infer/metrics.json")
         return None
-    spec = instantiate(cfg.model)
+    spec = build(cfg.model)
     seq_len = spec.check_seq_len(cfg.seq_len)
     pl.seed_everything(cfg.seed, verbose=False)
     model, tokenizer = spec.load(seed=cfg.seed)

@@ -14,14 +14,14 @@ import study.env  # noqa: F401  (process settings before torch is imported)
 
 import hydra
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks import collect_costs
 from lightning_modules.batch_size import resolve_batch_size
 from lightning_modules.models import count_parameters, save_architecture
-from lightning_modules.trainer import best_checkpoint_callback, build_trainer, final_validation
+from lightning_modules.trainer import best_checkpoint_callback, build_trainer
 from study import ddp, record
-from study.run import exit_unless_multirun, is_rank_zero, register_resolvers, run_job
+from study.run import build, exit_unless_multirun, is_rank_zero, register_resolvers, run_job
 
 log = logging.getLogger("train")
 
@@ -30,7 +30,7 @@ def train(cfg: DictConfig, run_dir) -> str:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     # the model, at the input length under study
-    spec = instantiate(cfg.model)
+    spec = build(cfg.model)
     seq_len = spec.check_seq_len(cfg.seq_len)
     model, tokenizer = spec.load(seed=cfg.seed)
     encoder_attention = spec.prepare_for_length(model, seq_len)
@@ -39,7 +39,7 @@ def train(cfg: DictConfig, run_dir) -> str:
     )
 
     # the data, truncated to seq_len; BigBird always sees full-length inputs
-    data = instantiate(
+    data = build(
         cfg.data,
         tokenizer=tokenizer,
         seq_len=seq_len,
@@ -47,7 +47,7 @@ def train(cfg: DictConfig, run_dir) -> str:
         seed=cfg.seed,
         pad_to_seq_len=cfg.data.pad_to_seq_len or spec.needs_full_length_inputs,
     )
-    module = instantiate(
+    module = build(
         cfg.module, model=model, tokenizer=tokenizer, task=data.task,
         global_attention_on_first_token=spec.global_attention_on_first_token,
     )
@@ -69,12 +69,12 @@ def train(cfg: DictConfig, run_dir) -> str:
 
     # fine-tune with validation by generation, early stopping and best-checkpoint saving
     trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
-    final_validation(trainer, module, data)
 
     best = module.best or {}
     checkpoint = best_checkpoint_callback(trainer)
+    costs, extra = collect_costs(trainer)  # energy, speed, utilisation: every rank takes part, rank 0 writes
     note(
-        run_dir,
+        run_dir, costs=costs, **extra,
         **{k: best.get(k) for k in ("rouge1", "rouge2", "rougeL", "rgm", "f1") if k in best},
         best_step=best.get("step"), n_scored=best.get("n_scored"),
         global_step=trainer.global_step, samples_seen=module.samples_seen * world,

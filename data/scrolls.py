@@ -84,16 +84,10 @@ def read_synthetic(task: str, split: str, params: dict, cache_dir: str | os.Path
     from data.synthetic import write_corpus
 
     folder = synthetic_dir(cache_dir, task, params)
+    params = dict(params)
     if not (folder / "test.jsonl").exists():  # test is written last: its presence means a whole corpus
-        write_corpus(
-            folder,
-            task,
-            {"train": params["n_train"], "validation": params["n_validation"], "test": params["n_test"]},
-            params["doc_tokens"],
-            params["n_facts"],
-            params["seed"],
-            params.get("min_doc_fraction", 1.0),
-        )
+        sizes = {"train": params.pop("n_train"), "validation": params.pop("n_validation"), "test": params.pop("n_test")}
+        write_corpus(folder, task, sizes, **params)
     return read_local(folder, split)
 
 

@@ -1,8 +1,9 @@
 """The embedded long-document corpus: SCROLLS-format rows generated deterministically from a seed.
 
-Each document is `doc_tokens` tokens of report prose cut into `n_facts` equal sections; section i holds one
-fact sentence, "the <attribute_i> is <value> .", at a random place inside it, so the evidence is spread
-evenly along the document and an input truncated to a fraction f of it keeps about f of the facts.
+Each document is `doc_tokens` words of report prose cut into `n_facts` equal sections; section i states its
+fact, "the <attribute_i> is <value> .", `mentions` times at random places inside it, so the evidence is spread
+evenly along the document and an input truncated to a fraction f of it keeps about f of the facts. (Repeating
+a fact a few times within its section makes it salient enough for a tiny model to learn from in minutes.)
 
 - summarization: the output lists the facts' values in document order ("red paris otter ...").
 - qa: the input starts with "question : what is the <attribute> ?" joined to the document by a blank line
@@ -94,12 +95,13 @@ def write_corpus(
     n_facts: int,
     seed: int,
     min_doc_fraction: float = 1.0,
+    mentions: int = 1,
 ) -> Path:
     """Write {train,validation,test}.jsonl (test rows without outputs, as in SCROLLS). Atomic per file."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
-        rows = generate_split(split, task, sizes[split], doc_tokens, n_facts, seed, min_doc_fraction)
+        rows = generate_split(split, task, sizes[split], doc_tokens, n_facts, seed, min_doc_fraction, mentions)
         if split == "test":
             rows = [{k: v for k, v in r.items() if k != "output"} for r in rows]
         tmp = out / f".{split}.jsonl.{os.getpid()}"

@@ -8,7 +8,6 @@ metric (the paper's own code scored teacher-forced argmax logits; we do not).
 from __future__ import annotations
 
 import logging
-import time
 
 import pytorch_lightning as pl
 import torch
@@ -78,7 +77,6 @@ class Seq2SeqModule(pl.LightningModule):
         self.best: dict | None = None  # scores and step of the best validation so far
         self.last_scores: dict | None = None
         self.last_predictions: dict[str, str] = {}
-        self.eval_seconds: float | None = None
         self._predictions: dict[str, str] = {}
         self._references: dict[str, list[str]] = {}
 
@@ -119,10 +117,6 @@ class Seq2SeqModule(pl.LightningModule):
     def predict_texts(self, batch) -> list[str]:
         return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast)
 
-    def _sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def validation_step(self, batch, batch_idx):
         for doc_id, refs, text in zip(batch["ids"], batch["references"], self.predict_texts(batch)):
             self._predictions[doc_id] = text
@@ -130,12 +124,8 @@ class Seq2SeqModule(pl.LightningModule):
 
     def on_validation_epoch_start(self):
         self._predictions, self._references = {}, {}
-        self._sync()
-        self._eval_started = time.perf_counter()
 
     def on_validation_epoch_end(self):
-        self._sync()
-        self.eval_seconds = time.perf_counter() - self._eval_started  # generation only, before gathering and scoring
         # every rank scores the union of all ranks' predictions: one score per id, the sampler's padding repeats dropped
         predictions, references = {}, {}
         for preds, refs in gather_objects((self._predictions, self._references), self.trainer):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from pytorch_lightning import Callback
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def strategy(cfg: DictConfig):
 
 def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None = None):
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    callbacks += extra_callbacks or []
+    callbacks += [ValidateOnLastStep(), *(extra_callbacks or [])]
     # validation every data.val_every_steps optimizer steps; Lightning counts batches
     val_every = int(cfg.data.val_every_steps) * int(cfg.trainer.accumulate_grad_batches)
     return instantiate(
@@ -54,17 +55,19 @@ def best_checkpoint_callback(trainer):
     return None
 
 
-def final_validation(trainer, module, datamodule) -> None:
-    """A run that stops between validations (max_steps, max_time) is scored on its final weights too,
-    so every finished run has a metric; a new best is saved like any other."""
-    if trainer.interrupted or trainer.global_step == 0:
-        return
-    if module.last_scores is not None and module.last_scores["step"] == trainer.global_step:
-        return
-    best_before = module.best
-    trainer.validate(module, datamodule=datamodule, verbose=False)
-    callback = best_checkpoint_callback(trainer)
-    if module.best is not best_before and callback is not None:
-        path = str(Path(callback.dirpath) / f"{callback.filename or 'best'}.ckpt")
-        trainer.save_checkpoint(path, weights_only=callback.save_weights_only)
-        callback.best_model_path = path
+class ValidateOnLastStep(Callback):
+    """Every run ends with a validation, so a run stopped by max_steps or max_epochs between validations is
+    scored on its final weights too (inside fit: checkpointing, early stopping and measurement all see it).
+    Lightning validates on the batch where `should_stop` is set; we set it on the last optimizer step."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loop = trainer.fit_loop
+        last_step = trainer.max_steps is not None and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        last_batch = (
+            trainer.max_epochs is not None
+            and trainer.max_epochs > 0
+            and trainer.current_epoch + 1 >= trainer.max_epochs
+            and loop.epoch_loop.batch_progress.is_last_batch
+        )
+        if last_step or last_batch:
+            trainer.should_stop = True

@@ -22,6 +22,40 @@ REQUIRED = ("schema", "kind", "status")
 ACCURACY_KEYS = ("rouge1", "rouge2", "rougeL", "rgm", "f1")
 
 
+# The cost figures a run can record under `costs`, with their units. Train runs record the training ones,
+# infer runs the inference ones. Every entry also names its source (how it was obtained).
+COSTS = {
+    # energy (callbacks/energy.py): CodeCarbon per phase, NVML's counter as a cross-check
+    "energy_kwh": "kWh",  # the whole fit: training steps + validation (+ compile/warm-up)
+    "energy_train_kwh": "kWh",  # training steps only, validation excluded
+    "energy_validation_kwh": "kWh",
+    "energy_gpu_kwh": "kWh",  # parts of energy_kwh
+    "energy_cpu_kwh": "kWh",
+    "energy_ram_kwh": "kWh",
+    "energy_inference_kwh": "kWh",  # infer runs: the generation pass
+    "nvml_energy_kwh": "kWh",  # the GPUs' own total-energy counters over the same span as energy_kwh
+    "avg_power_w": "W",  # energy_train_kwh over train_time_excl_validation_s (GPU + CPU + RAM)
+    "avg_gpu_power_w": "W",  # the training phase's GPU energy alone over the same time
+    "joules_per_sample": "J/sample",  # energy_train_kwh per training sample
+    # speed (callbacks/speed.py)
+    "train_time_s": "s",  # wall clock of the fit, validation included
+    "train_time_excl_validation_s": "s",
+    "validation_time_s": "s",
+    "time_to_best_s": "s",  # fit wall clock until the best checkpoint's validation ended
+    "train_samples_per_s": "samples/s",  # training samples over train_time_excl_validation_s, all ranks
+    "train_tokens_per_s": "tokens/s",  # input tokens (padded to seq_len) over the same time
+    "power_efficiency": "samples/s/W",  # the paper's metric: train_samples_per_s over avg_power_w
+    "gpu_power_efficiency": "samples/s/W",  # over avg_gpu_power_w: the paper's wandb figure counted GPU power only
+    "inference_time_s": "s",
+    "inference_samples_per_s": "samples/s",
+    # utilisation (callbacks/utilization.py), sampled in a background thread
+    "gpu_utilization_pct": "%",
+    "gpu_memory_used_gib": "GiB",  # average over the run, as nvidia-smi reports it
+    "peak_memory_allocated_gib": "GiB",  # torch's peak allocation on the device
+    "cpu_utilization_pct": "%",
+}
+
+
 class RecordError(ValueError):
     pass
 

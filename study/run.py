@@ -49,6 +49,19 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("infer_dir", lambda run_dir, default: f"{run_dir}/infer" if run_dir else default)
 
 
+def build(node, **kwargs):
+    """hydra.utils.instantiate, with our own errors passed through as they are (Hydra wraps them in a page)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, StudyError):
+            raise e.__cause__ from None
+        raise
+
+
 # ---- command-line checks before Hydra composes ---------------------------------------------------------------
 def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
@@ -141,9 +154,14 @@ def guarded(directory: Path, kind: str, body, write: bool = True) -> int:
 def run_job(cfg, kind: str, body, own_record: bool = True) -> int:
     """One Hydra job: body(cfg, run_dir), skipped if a multirun finds it already finished."""
     directory = run_dir()
-    if is_multirun() and cfg.get("skip_finished", False) and cfg.get("ckpt_path") is None and finished(directory):
-        log.info("skip: %s already holds a finished run (skip_finished=true)", directory)
-        return 0
+    resuming = cfg.get("ckpt_path") is not None
+    if not resuming and kind == "train" and finished(directory):
+        if is_multirun() and cfg.get("skip_finished", False):
+            log.info("skip: %s already holds a finished run (skip_finished=true)", directory)
+            return 0
+        if not is_multirun():  # never train over a finished run by accident
+            print(f"error: {directory} holds a finished run; choose another hydra.run.dir, or resume it with ckpt_path=last", file=sys.stderr)
+            return 2
     return guarded(directory, kind, lambda d: body(cfg, d), write=own_record)
 
 

@@ -1,0 +1,95 @@
+"""Phase boundaries shared by the measuring callbacks, so energy, time and utilisation cover the same spans.
+
+During fit the run alternates contiguous phases: "train" (optimizer steps, including compile and warm-up) and
+"validation" (generation + scoring). A validate-only run (infer.py) is one "inference" phase. Boundaries wait
+for the GPU (synchronize) so a phase owns the work it launched.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.distributed as dist
+from pytorch_lightning import Callback
+
+TRAIN, VALIDATION, INFERENCE = "train", "validation", "inference"
+
+
+def gather(obj, trainer) -> list:
+    """Every rank's object (a collective: all ranks must call it)."""
+    if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * trainer.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class PhaseCallback(Callback):
+    """Subclasses implement phase_start/phase_end/finish; finish runs on every rank (collectives allowed)."""
+
+    def __init__(self):
+        self._fit_started: float | None = None
+        self._phase: str | None = None
+
+    # ---- what subclasses implement ----------------------------------------------------------------------
+    def phase_start(self, trainer, name: str) -> None: ...
+
+    def phase_end(self, trainer, name: str) -> None: ...
+
+    def finish(self, trainer, pl_module, fitting: bool) -> None: ...
+
+    # ---- Lightning hooks --------------------------------------------------------------------------------
+    @staticmethod
+    def _sync(pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def _begin(self, trainer, pl_module, name):
+        self._sync(pl_module)
+        self._phase = name
+        self.phase_start(trainer, name)
+
+    def _end(self, trainer, pl_module):
+        self._sync(pl_module)
+        if self._phase is not None:
+            self.phase_end(trainer, self._phase)
+        self._phase = None
+
+    def on_fit_start(self, trainer, pl_module):
+        self._fit_started = time.perf_counter()
+        self._begin(trainer, pl_module, TRAIN)
+
+    def on_validation_start(self, trainer, pl_module):
+        fitting = trainer.state.fn == "fit"
+        if trainer.sanity_checking:
+            return
+        if fitting:
+            self._end(trainer, pl_module)
+        self._begin(trainer, pl_module, VALIDATION if fitting else INFERENCE)
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        self._end(trainer, pl_module)
+        if trainer.state.fn == "fit":
+            self._begin(trainer, pl_module, TRAIN)
+        else:
+            self.finish(trainer, pl_module, fitting=False)
+
+    def on_fit_end(self, trainer, pl_module):
+        self._end(trainer, pl_module)
+        self.finish(trainer, pl_module, fitting=True)
+
+    def on_exception(self, trainer, pl_module, exception):
+        # close what is open (threads, trackers); a failed run records what it measured up to here
+        try:
+            if self._phase is not None:
+                self.phase_end(trainer, self._phase)
+                self._phase = None
+            self.close()
+        except Exception:  # noqa: BLE001 - never mask the run's own exception
+            pass
+
+    def close(self) -> None:
+        """Release threads and trackers without any collective (safe on a failing rank)."""

@@ -1,0 +1,77 @@
+"""Training and inference speed, and peak memory, counted over all ranks.
+
+Training samples/s = training samples / time spent in training phases (validation excluded: the clock stops at
+each validation's start and restarts at its end, with the GPU synchronised at both). Tokens/s counts input tokens
+as the model processes them, padded to seq_len. Inference samples/s = distinct ids generated / inference time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from callbacks.phases import INFERENCE, TRAIN, VALIDATION, PhaseCallback, gather
+from study.record import measurement
+
+CLOCK = "measured: wall clock, gpu synchronised at phase boundaries"
+
+
+class SpeedCallback(PhaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.results: dict = {}
+
+    def setup(self, trainer, pl_module, stage):
+        self.seconds = {TRAIN: 0.0, VALIDATION: 0.0, INFERENCE: 0.0}
+        self.samples = self.tokens = 0
+        self.validation_ends: dict[int, float] = {}  # global step -> seconds since fit start
+        self.results = {}
+        self._t0 = None
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+
+    def phase_start(self, trainer, name):
+        self._t0 = time.perf_counter()
+
+    def phase_end(self, trainer, name):
+        now = time.perf_counter()
+        self.seconds[name] += now - self._t0
+        if name == VALIDATION and self._fit_started is not None:
+            self.validation_ends[trainer.global_step] = now - self._fit_started
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.samples += int(batch["input_ids"].shape[0])
+        self.tokens += int(batch["input_ids"].numel())
+
+    def finish(self, trainer, pl_module, fitting):
+        peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**30 if pl_module.device.type == "cuda" else None
+        parts = gather((self.samples, self.tokens, peak), trainer)
+        samples, tokens = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        peaks = [p[2] for p in parts]
+        peak_source = "measured: torch.cuda.max_memory_allocated, max over devices"
+        out = {
+            "peak_memory_allocated_gib": measurement(max(peaks) if None not in peaks else None, "GiB", peak_source)
+            if pl_module.device.type == "cuda"
+            else measurement(None, "GiB", "not applicable: no GPU in use"),
+        }
+        if fitting:
+            train_s, val_s = self.seconds[TRAIN], self.seconds[VALIDATION]
+            best = (getattr(pl_module, "best", None) or {}).get("step")
+            out.update(
+                train_time_s=measurement(train_s + val_s, "s", CLOCK),
+                train_time_excl_validation_s=measurement(train_s, "s", CLOCK),
+                validation_time_s=measurement(val_s, "s", CLOCK),
+                train_samples_per_s=measurement(samples / train_s if train_s else None, "samples/s", CLOCK + ", all ranks"),
+                train_tokens_per_s=measurement(tokens / train_s if train_s else None, "tokens/s", CLOCK + ", all ranks, padded inputs"),
+                time_to_best_s=measurement(self.validation_ends.get(best), "s", CLOCK + ", until the best validation ended"),
+            )
+            self.train_samples = samples
+        else:
+            n = (getattr(pl_module, "last_scores", None) or {}).get("n_scored")
+            seconds = self.seconds[INFERENCE]
+            out.update(
+                inference_time_s=measurement(seconds, "s", CLOCK + ", generation and scoring"),
+                inference_samples_per_s=measurement(n / seconds if n and seconds else None, "samples/s", CLOCK + ", distinct ids"),
+            )
+        self.results = out

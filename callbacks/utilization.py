@@ -1,0 +1,75 @@
+"""Average GPU utilisation and memory over a run (the paper's Figure 6), sampled in a background thread.
+
+The node leader (local rank 0) samples its node's GPUs of this job through NVML, and the CPU through psutil,
+every `interval_s` while a phase runs; averages are taken over all samples and all GPUs of all nodes.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from callbacks.nvml import NVML
+from callbacks.phases import PhaseCallback, gather
+from study.record import measurement
+
+
+class UtilizationCallback(PhaseCallback):
+    def __init__(self, interval_s: float = 1.0):
+        super().__init__()
+        self.interval_s = interval_s
+        self.results: dict = {}
+        self._thread = None
+
+    def setup(self, trainer, pl_module, stage):
+        self._leader = trainer.local_rank == 0
+        self.samples = {"gpu_util": [], "gpu_mem": [], "cpu": []}
+        self.results = {}
+        self.nvml = NVML([int(i) for i in trainer.device_ids]) if (self._leader and pl_module.device.type == "cuda") else None
+
+    def _sample_forever(self, stop: threading.Event):
+        import psutil
+
+        psutil.cpu_percent(None)  # the first reading only starts psutil's interval
+        while not stop.wait(self.interval_s):
+            self.samples["cpu"].append(psutil.cpu_percent(None))
+            if self.nvml is not None and self.nvml.available:
+                util, mem = self.nvml.utilization_pct(), self.nvml.memory_used_gib()
+                if util is not None:
+                    self.samples["gpu_util"].extend(util)
+                if mem is not None:
+                    self.samples["gpu_mem"].extend(mem)
+
+    def phase_start(self, trainer, name):
+        if self._leader and self._thread is None:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample_forever, args=(self._stop,), daemon=True, name="utilization")
+            self._thread.start()
+
+    def phase_end(self, trainer, name):
+        pass  # sampling spans the whole run; phases only start it
+
+    def close(self):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def finish(self, trainer, pl_module, fitting):
+        self.close()
+        nodes = gather(self.samples if self._leader else None, trainer)
+        merged = {k: [v for n in nodes if n for v in n[k]] for k in ("gpu_util", "gpu_mem", "cpu")}
+        on_gpu = pl_module.device.type == "cuda"
+        every = f"every {self.interval_s:g} s, mean over the run"
+
+        def mean(values, unit, source):
+            if not on_gpu and unit != "%cpu":
+                return measurement(None, unit, "not applicable: no GPU in use")
+            if not values:
+                return measurement(None, unit.replace("%cpu", "%"), "unknown: no samples (run shorter than the interval, or NVML unavailable)")
+            return measurement(sum(values) / len(values), unit.replace("%cpu", "%"), source)
+
+        self.results = {
+            "gpu_utilization_pct": mean(merged["gpu_util"], "%", f"measured: nvml utilization, sampled {every}"),
+            "gpu_memory_used_gib": mean(merged["gpu_mem"], "GiB", f"measured: nvml memory used, sampled {every}"),
+            "cpu_utilization_pct": mean(merged["cpu"], "%cpu", f"measured: psutil, sampled {every}"),
+        }

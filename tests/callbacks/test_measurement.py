@@ -1,0 +1,134 @@
+"""The measuring callbacks' bookkeeping on CPU: phases, derived figures, unknown vs zero, a tracker that fails."""
+
+import time
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from callbacks import EnergyCallback, SpeedCallback, UtilizationCallback, collect_costs
+from callbacks.energy import KWH
+from study.record import COSTS
+
+
+class Busy(pl.LightningModule):
+    """Burns a known amount of CPU per step; validation sleeps, so phases differ visibly."""
+
+    def __init__(self, step_s=0.05, val_s=0.2):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(4))
+        self.step_s, self.val_s = step_s, val_s
+        self.best = None
+        self.last_scores = None
+
+    def training_step(self, batch, i):
+        end = time.perf_counter() + self.step_s
+        x = torch.randn(64, 64)
+        while time.perf_counter() < end:
+            x = x @ x.T / 64
+        return (self.w * batch["input_ids"].float().mean()).sum()
+
+    def validation_step(self, batch, i):
+        time.sleep(self.val_s / 2)
+
+    def on_validation_epoch_end(self):
+        self.best = {"step": self.global_step}
+        self.last_scores = {"n_scored": 4}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def _loader(n):
+    return DataLoader([{"input_ids": torch.ones(16, dtype=torch.long)} for _ in range(n)], batch_size=2)
+
+
+def _fit(tmp_path, callbacks, steps=6, val_every=3):
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=steps, val_check_interval=val_every, check_val_every_n_epoch=None,
+        callbacks=callbacks, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0,
+    )
+    module = Busy()
+    trainer.fit(module, _loader(2 * steps), _loader(4))
+    return trainer, module
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fit")
+    trainer, module = _fit(tmp, [EnergyCallback(measure_power_secs=1, output_dir=str(tmp)), SpeedCallback(), UtilizationCallback(interval_s=0.1)])
+    return tmp, trainer, collect_costs(trainer)[0]
+
+
+def test_every_cost_has_a_known_name_unit_and_source(fitted):
+    _, _, costs = fitted
+    for name, m in costs.items():
+        assert name in COSTS and m["unit"] == COSTS[name] and m["source"]
+
+
+def test_phases_partition_the_fit(fitted):
+    _, _, c = fitted
+    total, train, val = c["train_time_s"]["value"], c["train_time_excl_validation_s"]["value"], c["validation_time_s"]["value"]
+    assert total == pytest.approx(train + val)
+    assert val == pytest.approx(2 * 0.2, rel=0.5)  # two validations of ~0.2 s
+    assert train >= 6 * 0.05
+    assert c["energy_kwh"]["value"] == pytest.approx(c["energy_train_kwh"]["value"] + c["energy_validation_kwh"]["value"], rel=1e-6)
+    parts = sum(c[k]["value"] for k in ("energy_cpu_kwh", "energy_ram_kwh"))
+    assert c["energy_kwh"]["value"] == pytest.approx(parts, rel=1e-6)
+
+
+def test_speed_counts_samples_over_training_time_only(fitted):
+    _, _, c = fitted
+    assert c["train_samples_per_s"]["value"] == pytest.approx(12 / c["train_time_excl_validation_s"]["value"])
+    assert c["train_tokens_per_s"]["value"] == pytest.approx(16 * c["train_samples_per_s"]["value"])
+    assert 0 < c["time_to_best_s"]["value"] <= c["train_time_s"]["value"]
+
+
+def test_cpu_energy_is_labelled_estimated_and_plausible(fitted):
+    _, _, c = fitted
+    assert c["energy_kwh"]["source"].startswith("estimated")
+    assert c["energy_cpu_kwh"]["source"].startswith(("estimated", "measured"))
+    # average power = energy / time, within what a CPU + RAM estimate can be (a few W to a few hundred W)
+    watts = c["energy_train_kwh"]["value"] * KWH / c["train_time_excl_validation_s"]["value"]
+    assert 1 < watts < 1000 and c["avg_power_w"]["value"] == pytest.approx(watts)
+    assert c["power_efficiency"]["value"] == pytest.approx(c["train_samples_per_s"]["value"] / watts)
+    assert c["joules_per_sample"]["value"] == pytest.approx(c["energy_train_kwh"]["value"] * KWH / 12)
+
+
+def test_no_gpu_means_null_not_zero(fitted):
+    _, _, c = fitted
+    for name in ("energy_gpu_kwh", "nvml_energy_kwh", "gpu_utilization_pct", "gpu_memory_used_gib", "peak_memory_allocated_gib", "avg_gpu_power_w"):
+        assert c[name]["value"] is None, name
+    assert c["energy_gpu_kwh"]["source"].startswith("not applicable")
+
+
+def test_codecarbon_writes_its_csv_into_the_run_directory(fitted):
+    tmp, _, _ = fitted
+    assert (tmp / "emissions.csv").exists()
+
+
+def test_a_tracker_that_cannot_start_never_stops_training(tmp_path, monkeypatch, caplog):
+    import codecarbon
+
+    class Broken:
+        def __init__(self, *a, **k):
+            raise RuntimeError("no such CPU")
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", Broken)
+    trainer, module = _fit(tmp_path, [EnergyCallback(output_dir=str(tmp_path)), SpeedCallback()])
+    assert trainer.global_step == 6
+    costs, _ = collect_costs(trainer)
+    assert costs["energy_kwh"]["value"] is None and costs["energy_kwh"]["source"].startswith("unknown: codecarbon did not measure")
+    assert costs["power_efficiency"]["value"] is None and costs["train_samples_per_s"]["value"] > 0
+    assert sum("could not start" in r.message for r in caplog.records) == 1
+
+
+def test_inference_phase_for_validate_only_runs(tmp_path):
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[EnergyCallback(output_dir=str(tmp_path)), SpeedCallback()], default_root_dir=str(tmp_path))
+    trainer.validate(Busy(), _loader(4), verbose=False)
+    costs, _ = collect_costs(trainer)
+    assert costs["inference_samples_per_s"]["value"] == pytest.approx(4 / costs["inference_time_s"]["value"])
+    assert costs["energy_inference_kwh"]["value"] > 0 and "energy_kwh" not in costs

@@ -1,0 +1,107 @@
+"""The five model configs: published sizes, tokenizer wiring, attention settings and input-length checks."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lightning_modules.models import ModelSpec, count_parameters
+from study.errors import StudyError
+from study.run import build
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
+PUBLISHED = {"led_base": 161_844_480, "led_large": 459_801_600, "bigbird_large": 576_891_904}
+
+
+def spec(name: str, **overrides) -> ModelSpec:
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    for k, v in overrides.items():
+        OmegaConf.update(cfg, k, v)
+    return build(cfg)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_real_architectures_match_published_parameter_counts(name):
+    s = spec(name, pretrained=False)
+    from lightning_modules.models import _classes
+
+    config_cls, model_cls = _classes(s.family)
+    with torch.device("meta"):  # shapes only: no memory, no time
+        model = model_cls(s.build_config(s.load_tokenizer()))
+    n = count_parameters(model)
+    assert abs(n - PUBLISHED[name]) / PUBLISHED[name] < 0.01
+    assert n == s.published_params  # built from the YAML numbers: exactly the published configuration
+
+
+@pytest.mark.parametrize("name", ["led_tiny", "bigbird_tiny"])
+def test_tiny_models_build_and_run_on_cpu(name):
+    s = spec(name)
+    model, tok = s.load(seed=0)
+    assert model.config.vocab_size == len(tok)
+    assert model.config.pad_token_id == tok.pad_token_id and model.config.eos_token_id == tok.eos_token_id
+    ids = torch.randint(5, len(tok), (2, 256))
+    kw = {"global_attention_mask": torch.zeros_like(ids).index_fill_(1, torch.tensor([0]), 1)} if s.family == "led" else {}
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids[:, :5].contiguous(), **kw)
+    assert torch.isfinite(out.loss)
+
+
+def test_same_seed_same_random_weights():
+    a, _ = spec("led_tiny").load(seed=3)
+    b, _ = spec("led_tiny").load(seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_led_attends_globally_to_the_first_token_and_bigbird_needs_full_length_inputs():
+    assert spec("led_base").global_attention_on_first_token and not spec("led_base").needs_full_length_inputs
+    assert spec("bigbird_large").needs_full_length_inputs and not spec("bigbird_large").global_attention_on_first_token
+
+
+def test_bigbird_stays_block_sparse_after_a_short_batch_when_padded_to_seq_len():
+    from data.datamodule import ScrollsDataModule
+
+    s = spec("bigbird_tiny")
+    model, tok = s.load(seed=0)
+    seq_len = 256  # above the block-sparse minimum of (5 + 2*2) * 16 = 144
+    assert s.prepare_for_length(model, seq_len) == "block_sparse"
+    dm = ScrollsDataModule(name="x", task="summarization", tokenizer=tok, seq_len=seq_len, pad_to_seq_len=s.needs_full_length_inputs)
+    batch = dm._inputs([tok("the report said")["input_ids"]])  # a 4-token document
+    assert batch["input_ids"].shape == (1, seq_len)
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=torch.zeros(1, 1, dtype=torch.long))
+    assert model.get_encoder().attention_type == "block_sparse"
+    # what padding prevents: an unpadded short batch switches HF's BigBird to full attention for good
+    with torch.no_grad():
+        model(input_ids=batch["input_ids"][:, :4], decoder_input_ids=torch.zeros(1, 1, dtype=torch.long))
+    assert model.get_encoder().attention_type == "original_full"
+
+
+def test_too_short_for_block_sparse_is_said_and_recorded():
+    s = spec("bigbird_tiny")
+    model, _ = s.load(seed=0)
+    assert s.prepare_for_length(model, 128) == "original_full"
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, "long", True])
+def test_seq_len_must_be_a_positive_whole_number(bad):
+    with pytest.raises(StudyError, match=f"seq_len={bad}"):
+        spec("led_base").check_seq_len(bad)
+
+
+def test_seq_len_over_the_model_limit():
+    with pytest.raises(StudyError, match="seq_len=8192 is over model=bigbird_large's limit of 4096"):
+        spec("bigbird_large").check_seq_len(8192)
+    assert spec("led_base").check_seq_len(16384) == 16384
+
+
+def test_unreachable_hub_weights_name_the_offline_overrides(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StudyError) as e:
+        spec("led_base", pretrained=True).load()
+    assert "model.pretrained=false" in str(e.value)
+
+
+def test_unknown_attention_implementation():
+    with pytest.raises(StudyError, match="model.attn_impl=flash is not one of: hf, fast"):
+        spec("led_tiny", attn_impl="flash")

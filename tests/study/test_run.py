@@ -1,0 +1,86 @@
+"""Run status bookkeeping: every way a run can end leaves a clear record in its own directory."""
+
+import json
+
+import pytest
+import torch
+
+from study import record
+from study.errors import StudyError
+from study.run import _job_dir, check_argv, guarded
+
+
+def _status(d):
+    return json.loads((d / "metrics.json").read_text())
+
+
+def test_ok(tmp_path):
+    assert guarded(tmp_path, "train", lambda d: None) == 0
+    rec = _status(tmp_path)
+    assert rec["status"] == "ok" and rec["error"] is None and rec["wall_time_s"] >= 0
+
+
+def test_bad_input_is_failed_with_its_one_line(tmp_path, capsys):
+    def body(d):
+        raise StudyError("seq_len=0 must be\n positive")
+
+    assert guarded(tmp_path, "train", body) == 2
+    assert _status(tmp_path)["error"] == "seq_len=0 must be positive"
+    assert capsys.readouterr().err.strip() == "error: seq_len=0 must be positive"
+
+
+def test_out_of_memory_is_oom(tmp_path):
+    def body(d):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    assert guarded(tmp_path, "train", body) == 1
+    rec = _status(tmp_path)
+    assert rec["status"] == "oom" and rec["error"].startswith("OutOfMemoryError: CUDA out of memory")
+
+
+def test_any_other_failure_is_failed_with_one_line(tmp_path, capsys):
+    def body(d):
+        raise RuntimeError("shape mismatch\nmore detail\neven more")
+
+    assert guarded(tmp_path, "train", body) == 1
+    assert _status(tmp_path)["error"] == "RuntimeError: shape mismatch"
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_interrupt_is_recorded_then_stops_the_command(tmp_path):
+    def body(d):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        guarded(tmp_path, "train", body)
+    assert _status(tmp_path)["status"] == "interrupted"
+
+
+def test_body_can_report_its_own_outcome(tmp_path):
+    guarded(tmp_path, "train", lambda d: "interrupted")
+    assert _status(tmp_path)["status"] == "interrupted"
+
+
+def test_records_are_validated(tmp_path):
+    with pytest.raises(ValueError, match="status 'done' is not one of"):
+        record.update(tmp_path, kind="train", status="done")
+    assert not (tmp_path / "metrics.json").exists()
+    record.update(tmp_path, kind="train", status="ok", costs={"energy": record.measurement(None, "kWh", "unknown: no sensor")})
+    assert record.read(tmp_path)["costs"]["energy"] == {"value": None, "unit": "kWh", "source": "unknown: no sensor"}
+
+
+def test_unknown_group_options_list_the_choices():
+    with pytest.raises(StudyError, match=r"unknown model 'led_bas'; choose from: bigbird_large, bigbird_tiny, led_base, led_large, led_tiny"):
+        check_argv(["model=led_base,led_bas", "seq_len=1024"])
+    with pytest.raises(StudyError, match=r"unknown strategy 'tpu'"):
+        check_argv(["strategy=tpu"])
+    with pytest.raises(StudyError, match=r"unknown data 'arxiv'"):
+        check_argv(["data=choice(qasper,arxiv)"])
+    check_argv(["model=led_base,bigbird_large", "data=qasper", "model.pretrained=false", "experiment=smoke"])
+
+
+def test_job_directory_names_are_path_safe_and_bounded():
+    assert _job_dir("model=led_base,seq_len=1024") == "model=led_base,seq_len=1024"
+    assert "/" not in _job_dir("data.path=/tmp/x,model=led_base")
+    long = _job_dir(",".join(f"k{i}=v{i}" for i in range(100)))
+    assert len(long) <= 120 and long != _job_dir(",".join(f"k{i}=w{i}" for i in range(100)))
