@@ -18,15 +18,15 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks import collect_costs
 from data.scrolls import group_references, load_rows, parse_jsonl
 from lightning_modules.metrics import TASK_METRIC, score
 from lightning_modules.models import count_parameters, load_trained
 from lightning_modules.seq2seq import Seq2SeqModule
 from lightning_modules.trainer import strategy as lightning_strategy
 from study import ddp, record
+from study.outcome import RecordOutcome
 from study.errors import StudyError
-from study.run import build, exit_unless_multirun, guarded, is_rank_zero, register_resolvers, run_job
+from study.run import build, exit_unless_multirun, guarded, register_resolvers, run_job
 
 
 # ---- scoring a predictions file ------------------------------------------------------------------------------
@@ -61,31 +61,23 @@ def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: in
         pad_to_seq_len=data_cfg.pad_to_seq_len or spec.needs_full_length_inputs,
     )
     data.setup("validate")  # tokenizing is not inference: keep it out of the timed pass
-    spec.prepare_for_length(model, seq_len)
+    encoder_attention = spec.prepare_for_length(model, seq_len)
     module = Seq2SeqModule(
         model, tokenizer, data.task, spec.global_attention_on_first_token, spec.attn_impl,
         generation=OmegaConf.to_container(generation, resolve=True),
     )
+    identity = dict(
+        identity, kind="infer", seq_len=seq_len, data=data_cfg.name, task=data.task, encoder_attention=encoder_attention,
+        eval_batch_size=cfg.eval_batch_size, strategy=cfg.strategy.name,
+    )
+    measure = [build(c, output_dir=str(out_dir)) if "output_dir" in c else build(c) for c in cfg.callbacks.values() if c is not None]
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         precision=cfg.trainer.precision, strategy=lightning_strategy(cfg), logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[build(c, output_dir=str(out_dir)) if "output_dir" in c else build(c) for c in cfg.callbacks.values() if c is not None],
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[*measure, RecordOutcome(out_dir, identity)],
     )
+    # generation, scoring, predictions.jsonl and metrics.json: RecordOutcome writes them from inside the run
     trainer.validate(module, datamodule=data, verbose=False)
-    costs, extra = collect_costs(trainer)  # energy, speed, utilisation of the generation pass
-    if not is_rank_zero():
-        return
-    with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for doc_id, text in module.last_predictions.items():
-            f.write(json.dumps({"id": doc_id, "prediction": text}) + "\n")
-    scores = {k: v for k, v in module.last_scores.items() if k not in ("step",)}
-    record.update(
-        out_dir, kind="infer", **identity, seq_len=seq_len, data=data_cfg.name, task=data.task, metric=module.metric,
-        eval_batch_size=cfg.eval_batch_size, world_size=trainer.world_size, precision=str(trainer.precision), **scores,
-        costs=costs, **extra,
-    )
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}))
 
 
 def evaluate_run(cfg: DictConfig, run: Path, out_dir: Path) -> None:

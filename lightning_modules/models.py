@@ -119,8 +119,9 @@ class ModelSpec:
             arch["attention_window"] = [arch["attention_window"]] * arch["encoder_layers"]
         return config_cls(**arch)
 
-    def load(self, seed: int | None = None):
-        """(model, tokenizer). Random weights are drawn under `seed`, so the same seed builds the same model."""
+    def load(self, seed: int | None = None, device: str | torch.device = "cpu"):
+        """(model, tokenizer). Random weights are drawn under `seed` (on `device`, which is much faster for the
+        large models on a GPU), so the same seed and device build the same model."""
         tokenizer = self.load_tokenizer()
         if self.pretrained:
             _, model_cls = _classes(self.family)
@@ -135,7 +136,8 @@ class ModelSpec:
             _, model_cls = _classes(self.family)
             if seed is not None:
                 torch.manual_seed(seed)
-            model = model_cls(self.build_config(tokenizer))
+            with torch.device(device):
+                model = model_cls(self.build_config(tokenizer))
         # generation settings belong to generation_config in transformers 5 (on model.config they raise)
         model.generation_config.pad_token_id = model.config.pad_token_id
         model.generation_config.eos_token_id = model.config.eos_token_id

@@ -48,13 +48,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None =
     )
 
 
-def best_checkpoint_callback(trainer):
-    for cb in trainer.checkpoint_callbacks:
-        if cb.monitor is not None:
-            return cb
-    return None
-
-
 class ValidateOnLastStep(Callback):
     """Every run ends with a validation, so a run stopped by max_steps or max_epochs between validations is
     scored on its final weights too (inside fit: checkpointing, early stopping and measurement all see it).

@@ -50,8 +50,9 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def job_command(local_rank: int) -> list[str]:
-    """The command that starts `local_rank` of the current Hydra job as a single run in the job's directory."""
+def job_command(local_rank: int, extra: list[str] | None = None) -> list[str]:
+    """The command that starts `local_rank` of the current Hydra job as a single run in the job's directory.
+    `extra` carries what the job decided at run time (e.g. ckpt_path=last when a sweep resumes it)."""
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
@@ -59,6 +60,7 @@ def job_command(local_rank: int) -> list[str]:
         _script()
         + _config_flags(sys.argv[1:])
         + list(hc.overrides.task)
+        + list(extra or [])
         + [
             f"hydra.run.dir={_quote(hc.runtime.output_dir)}",
             f"hydra.job.name={hc.job.name}_rank{local_rank}",
@@ -69,6 +71,10 @@ def job_command(local_rank: int) -> list[str]:
 
 class JobLauncher(_SubprocessScriptLauncher):
     """Lightning's subprocess launcher, with children started for this job only."""
+
+    def __init__(self, *args, extra_overrides: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra_overrides = extra_overrides or []
 
     def _call_children_scripts(self) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -88,19 +94,27 @@ class JobLauncher(_SubprocessScriptLauncher):
             env["LOCAL_RANK"] = str(local_rank)
             if os.environ.get("PL_GLOBAL_SEED") is None:
                 env.pop("PL_GLOBAL_SEED", None)
-            self.procs.append(subprocess.Popen(job_command(local_rank), env=env, cwd=get_original_cwd()))
+            command = job_command(local_rank, self.extra_overrides)
+            self.procs.append(subprocess.Popen(command, env=env, cwd=get_original_cwd()))
 
 
 class HydraDDPStrategy(DDPStrategy):
+    def __init__(self, *args, extra_overrides: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra_overrides = extra_overrides
+
     def _configure_launcher(self) -> None:
         super()._configure_launcher()
         if self._start_method == "popen":
-            self._launcher = JobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+            self._launcher = JobLauncher(
+                self.cluster_environment, self.num_processes, self.num_nodes, extra_overrides=self.extra_overrides
+            )
 
 
 def hydra_ddp_strategy(cfg):
     backend = "gloo" if cfg.strategy.accelerator == "cpu" else None
-    return HydraDDPStrategy(process_group_backend=backend)
+    extra = [f"ckpt_path={_quote(str(cfg.ckpt_path))}"] if cfg.get("ckpt_path") else []
+    return HydraDDPStrategy(process_group_backend=backend, extra_overrides=extra)
 
 
 @contextlib.contextmanager

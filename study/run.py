@@ -44,6 +44,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("task_metric", lambda task: TASK_METRIC[task])
     if not OmegaConf.has_resolver("job_dir"):
         OmegaConf.register_new_resolver("job_dir", _job_dir)
+    if not OmegaConf.has_resolver("gpus_per_node"):
+        OmegaConf.register_new_resolver("gpus_per_node", lambda accelerator, devices: int(devices) if accelerator in ("gpu", "cuda") else 0)
     if not OmegaConf.has_resolver("infer_dir"):
         # infer.py writes next to the run it evaluates: <run_dir>/infer; otherwise into the default
         OmegaConf.register_new_resolver("infer_dir", lambda run_dir, default: f"{run_dir}/infer" if run_dir else default)
@@ -103,7 +105,11 @@ def run_dir() -> Path:
 
 
 def is_rank_zero() -> bool:
-    # LOCAL_RANK/NODE_RANK are set for DDP children before anything else runs
+    """Global rank zero, known before any Trainer exists: torchrun sets RANK, SLURM sets SLURM_PROCID,
+    Lightning's launcher gives its children LOCAL_RANK and NODE_RANK."""
+    for var in ("RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            return int(os.environ[var]) == 0
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 
@@ -151,9 +157,24 @@ def guarded(directory: Path, kind: str, body, write: bool = True) -> int:
     return code
 
 
+def resumable(directory: Path) -> bool:
+    """An unfinished run that left a full training state behind."""
+    return (directory / "checkpoints" / "last.ckpt").exists() and not finished(directory)
+
+
 def run_job(cfg, kind: str, body, own_record: bool = True) -> int:
-    """One Hydra job: body(cfg, run_dir), skipped if a multirun finds it already finished."""
+    """One Hydra job: body(cfg, run_dir).
+
+    A multirun job is recognised by its directory, which its overrides name (sweep dir / override_dirname):
+    re-running the same multirun skips a job whose directory holds a finished run and resumes one that holds
+    an unfinished run's last checkpoint (interrupted, failed or killed), unless skip_finished=false."""
     directory = run_dir()
+    if kind == "train" and is_multirun() and cfg.get("skip_finished", False) and cfg.get("ckpt_path") is None and resumable(directory):
+        log.info("resume: %s holds an unfinished run; continuing from its last checkpoint", directory)
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.ckpt_path = "last"
     resuming = cfg.get("ckpt_path") is not None
     if not resuming and kind == "train" and finished(directory):
         if is_multirun() and cfg.get("skip_finished", False):
