@@ -80,10 +80,19 @@ def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: in
     trainer.validate(module, datamodule=data, verbose=False)
 
 
+def _given(key: str) -> bool:
+    """Whether the command line set this key (the run's own setting applies otherwise)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
+
+
 def evaluate_run(cfg: DictConfig, run: Path, out_dir: Path) -> None:
-    """A train run's checkpoint, with the run's own model, data and seq_len."""
+    """A train run's checkpoint, with the run's own model, data, seq_len and precision."""
     train_cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     train_cfg.paths = cfg.paths
+    if not _given("trainer.precision") and not _given("strategy"):
+        cfg = OmegaConf.merge(cfg, {"trainer": {"precision": train_cfg.trainer.precision}})
     spec = build(train_cfg.model)
     model, tokenizer = load_trained(spec, run, cfg.checkpoint)
     identity = dict(

@@ -25,16 +25,14 @@ log = logging.getLogger("study")
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("model", "data", "strategy", "experiment", "callbacks")
-_MAX_DIRNAME = 120
 
 
 # ---- config resolvers ----------------------------------------------------------------------------------------
-def _job_dir(override_dirname: str) -> str:
-    """A multirun job's directory name: its overrides, made path-safe; long ones end in a hash."""
-    name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", override_dirname) or "default"
-    if len(name) > _MAX_DIRNAME:
-        name = name[: _MAX_DIRNAME - 11] + "-" + hashlib.sha1(override_dirname.encode()).hexdigest()[:10]
-    return name
+def _job_dir(model: str, data: str, seq_len, override_dirname: str) -> str:
+    """A multirun job's directory: readable (model, data, seq_len) and unique to the job's overrides (a hash of
+    them), so re-running the same command finds the same directories."""
+    digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9=,._+-]", "_", f"{model}_{data}_{seq_len}_{digest}")
 
 
 def register_resolvers() -> None:

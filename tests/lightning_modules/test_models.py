@@ -62,7 +62,7 @@ def test_bigbird_stays_block_sparse_after_a_short_batch_when_padded_to_seq_len()
 
     s = spec("bigbird_tiny")
     model, tok = s.load(seed=0)
-    seq_len = 256  # above the block-sparse minimum of (5 + 2*2) * 16 = 144
+    seq_len = 256  # above the block-sparse minimum of (5 + 2*2) * 8 = 72
     assert s.prepare_for_length(model, seq_len) == "block_sparse"
     dm = ScrollsDataModule(name="x", task="summarization", tokenizer=tok, seq_len=seq_len, pad_to_seq_len=s.needs_full_length_inputs)
     batch = dm._inputs([tok("the report said")["input_ids"]])  # a 4-token document
@@ -80,7 +80,7 @@ def test_bigbird_stays_block_sparse_after_a_short_batch_when_padded_to_seq_len()
 def test_too_short_for_block_sparse_is_said_and_recorded():
     s = spec("bigbird_tiny")
     model, _ = s.load(seed=0)
-    assert s.prepare_for_length(model, 128) == "original_full"
+    assert s.prepare_for_length(model, 64) == "original_full"
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, "long", True])

@@ -79,8 +79,8 @@ def test_unknown_group_options_list_the_choices():
     check_argv(["model=led_base,bigbird_large", "data=qasper", "model.pretrained=false", "experiment=smoke"])
 
 
-def test_job_directory_names_are_path_safe_and_bounded():
-    assert _job_dir("model=led_base,seq_len=1024") == "model=led_base,seq_len=1024"
-    assert "/" not in _job_dir("data.path=/tmp/x,model=led_base")
-    long = _job_dir(",".join(f"k{i}=v{i}" for i in range(100)))
-    assert len(long) <= 120 and long != _job_dir(",".join(f"k{i}=w{i}" for i in range(100)))
+def test_job_directory_names_are_readable_and_unique_to_the_overrides():
+    a = _job_dir("led_base", "gov_report", 1024, "model=led_base,seq_len=1024")
+    assert a.startswith("led_base_gov_report_1024_") and a == _job_dir("led_base", "gov_report", 1024, "model=led_base,seq_len=1024")
+    assert a != _job_dir("led_base", "gov_report", 1024, "model=led_base,seq_len=1024,trainer.max_steps=5")
+    assert "/" not in _job_dir("led/x", "d", 1, "data.path=/tmp/x")
