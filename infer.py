@@ -91,8 +91,11 @@ def evaluate_run(cfg: DictConfig, run: Path, out_dir: Path) -> None:
     """A train run's checkpoint, with the run's own model, data, seq_len and precision."""
     train_cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     train_cfg.paths = cfg.paths
-    if not _given("trainer.precision") and not _given("strategy"):
-        cfg = OmegaConf.merge(cfg, {"trainer": {"precision": train_cfg.trainer.precision}})
+    if not _given("strategy"):  # evaluate where and how the run trained, unless told otherwise
+        cfg = OmegaConf.merge(cfg, {"strategy": train_cfg.strategy})
+        for key in ("accelerator", "devices", "num_nodes", "precision"):
+            if not _given(f"trainer.{key}"):
+                cfg.trainer[key] = train_cfg.trainer[key]
     spec = build(train_cfg.model)
     model, tokenizer = load_trained(spec, run, cfg.checkpoint)
     identity = dict(

@@ -64,7 +64,7 @@ class EnergyCallback(PhaseCallback):
         if not self._leader or self.tracker is not None:
             return
         gpus = []
-        if pl_module.device.type == "cuda":
+        if trainer.strategy.root_device.type == "cuda":
             # the node's devices of this job (each rank holds one; their indices are the trainer's device ids)
             gpus = [int(i) for i in trainer.device_ids]
             self.nvml = NVML(gpus)
@@ -86,8 +86,6 @@ class EnergyCallback(PhaseCallback):
             )
             if not hasattr(self.tracker, "_active_task"):  # CodeCarbon swallows its own init errors
                 raise RuntimeError("tracker did not initialise")
-            if gpus and not any(type(h).__name__ == "GPU" for h in getattr(self.tracker, "_hardware", [])):
-                log.warning("CodeCarbon sees no GPU here: its GPU energy is unknown; the NVML counter is recorded alone")
         except Exception as e:  # noqa: BLE001 - measurement must never stop training
             self.problem = f"{type(e).__name__}: {e}"
             self.tracker = None
@@ -106,8 +104,10 @@ class EnergyCallback(PhaseCallback):
         if self.tracker is not None:
             try:
                 if not self._started:
-                    self.tracker.start()
+                    self.tracker.start()  # finds its hardware here
                     self._started = True
+                    if self.nvml is not None and not any(type(h).__name__ == "GPU" for h in getattr(self.tracker, "_hardware", [])):
+                        log.warning("CodeCarbon sees no GPU: its GPU energy is unknown; the NVML counter is recorded alone")
                 self.tracker.start_task(name)
             except Exception as e:  # noqa: BLE001
                 self._fail(e)

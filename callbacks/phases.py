@@ -31,6 +31,11 @@ class PhaseCallback(Callback):
     def __init__(self):
         self._fit_started: float | None = None
         self._phase: str | None = None
+        self.device = None  # the module's device while it runs (Lightning moves it to the CPU before on_fit_end)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device is not None and self.device.type == "cuda"
 
     # ---- what subclasses implement ----------------------------------------------------------------------
     def phase_start(self, trainer, name: str) -> None: ...
@@ -45,7 +50,12 @@ class PhaseCallback(Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
 
+    @staticmethod
+    def is_leader(trainer) -> bool:
+        return trainer.local_rank == 0
+
     def _begin(self, trainer, pl_module, name):
+        self.device = pl_module.device
         self._sync(pl_module)
         self._phase = name
         self.phase_start(trainer, name)
@@ -77,8 +87,12 @@ class PhaseCallback(Callback):
         else:
             self.finish(trainer, pl_module, fitting=False)
 
-    def on_fit_end(self, trainer, pl_module):
+    def on_train_end(self, trainer, pl_module):
+        # the training loop is over; Lightning's teardown (moving the model to the CPU) is not training
         self._end(trainer, pl_module)
+
+    def on_fit_end(self, trainer, pl_module):
+        self._end(trainer, pl_module)  # no-op unless fit ended without on_train_end
         self.finish(trainer, pl_module, fitting=True)
 
     def on_exception(self, trainer, pl_module, exception):

@@ -28,10 +28,12 @@ class SpeedCallback(PhaseCallback):
         self.validation_ends: dict[int, float] = {}  # global step -> seconds since fit start
         self.results = {}
         self._t0 = None
-        if pl_module.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        self._peak_reset = False
 
     def phase_start(self, trainer, name):
+        if self.on_gpu and not self._peak_reset:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._peak_reset = True
         self._t0 = time.perf_counter()
 
     def phase_end(self, trainer, name):
@@ -45,14 +47,14 @@ class SpeedCallback(PhaseCallback):
         self.tokens += int(batch["input_ids"].numel())
 
     def finish(self, trainer, pl_module, fitting):
-        peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**30 if pl_module.device.type == "cuda" else None
+        peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.on_gpu else None
         parts = gather((self.samples, self.tokens, peak), trainer)
         samples, tokens = sum(p[0] for p in parts), sum(p[1] for p in parts)
         peaks = [p[2] for p in parts]
         peak_source = "measured: torch.cuda.max_memory_allocated, max over devices"
         out = {
             "peak_memory_allocated_gib": measurement(max(peaks) if None not in peaks else None, "GiB", peak_source)
-            if pl_module.device.type == "cuda"
+            if self.on_gpu
             else measurement(None, "GiB", "not applicable: no GPU in use"),
         }
         if fitting:

@@ -21,10 +21,10 @@ class UtilizationCallback(PhaseCallback):
         self._thread = None
 
     def setup(self, trainer, pl_module, stage):
-        self._leader = trainer.local_rank == 0
+        self._leader = self.is_leader(trainer)
         self.samples = {"gpu_util": [], "gpu_mem": [], "cpu": []}
         self.results = {}
-        self.nvml = NVML([int(i) for i in trainer.device_ids]) if (self._leader and pl_module.device.type == "cuda") else None
+        self.nvml = None
 
     def _sample_forever(self, stop: threading.Event):
         import psutil
@@ -40,6 +40,8 @@ class UtilizationCallback(PhaseCallback):
                     self.samples["gpu_mem"].extend(mem)
 
     def phase_start(self, trainer, name):
+        if self._leader and self.on_gpu and self.nvml is None:  # the job's GPUs on this node
+            self.nvml = NVML([int(i) for i in trainer.device_ids])
         if self._leader and self._thread is None:
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample_forever, args=(self._stop,), daemon=True, name="utilization")
@@ -58,7 +60,7 @@ class UtilizationCallback(PhaseCallback):
         self.close()
         nodes = gather(self.samples if self._leader else None, trainer)
         merged = {k: [v for n in nodes if n for v in n[k]] for k in ("gpu_util", "gpu_mem", "cpu")}
-        on_gpu = pl_module.device.type == "cuda"
+        on_gpu = self.on_gpu
         every = f"every {self.interval_s:g} s, mean over the run"
 
         def mean(values, unit, source):
