@@ -1,10 +1,14 @@
-"""Energy of a run, per phase, with its source named: CodeCarbon, cross-checked against the GPUs' own counters.
+"""Energy of a run, with its source named: CodeCarbon for the run, the GPUs' own counters to split it by phase
+and to cross-check it.
 
 One CodeCarbon `OfflineEmissionsTracker` per node (local rank 0) measures that node's GPUs (exactly the ones the
-job uses), its CPU and RAM; a CodeCarbon task per phase gives each phase's energy. On GPUs the NVML total-energy
-counter is also read at every phase boundary and recorded beside CodeCarbon's figure; a disagreement over the
-tolerance is logged. Node figures are summed across nodes. A tracker that cannot start never stops training:
-one warning, and what it would have measured is recorded as unknown (null), not zero.
+job uses), its CPU and RAM, from the first phase to the end of the run. Phase boundaries cost one NVML counter
+read and a timestamp: CodeCarbon's own task calls were tried first and stalled training for seconds at every
+boundary on the H100 machine (BENCHMARKS.md). The run's energy is split into phases by those readings — the GPU
+part in proportion to each phase's NVML counter delta, the CPU and RAM parts in proportion to phase time — and
+the NVML counter over the tracker's whole span is recorded beside CodeCarbon's GPU figure; a disagreement over
+the tolerance is logged. Node figures are summed across nodes. A tracker that cannot start never stops
+training: one warning, and its figures are recorded as unknown (null), never zero.
 (The paper's code summed sampled watts and called it kWh; here energy is integrated power over time.)
 """
 
@@ -12,16 +16,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
-from callbacks.nvml import NVML
+from callbacks.nvml import NVML, physical_indices
 from callbacks.phases import INFERENCE, TRAIN, VALIDATION, PhaseCallback, gather
 from study.record import measurement
 
 log = logging.getLogger(__name__)
 
 KWH = 3.6e6  # joules
-PARTS = ("energy", "gpu", "cpu", "ram")
 
 
 def _cpu_source(tracker) -> str:
@@ -48,25 +52,25 @@ class EnergyCallback(PhaseCallback):
         super().__init__()
         self.country, self.measure_power_secs, self.tolerance = country_iso_code, measure_power_secs, tolerance
         self.output_dir, self.enabled = output_dir, enabled
-        self.tracker = None
-        self.nvml: NVML | None = None
-        self.problem: str | None = None  # why CodeCarbon is not measuring
-        self.phases: dict[str, dict] = {}
         self.results: dict = {}
-        self._leader = False
-        self._started = False
-        self._nvml_at_start: float | None = None
+        self.cross_check: dict | None = None
+        self.train_energy_kwh = self.train_gpu_energy_kwh = None
+        self.total_source = "unknown"
+        self._leader, self.tracker, self.nvml, self.problem = False, None, None, None
+        self.phases: dict[str, dict] = {}
+        self.span: dict = {}
 
     # ---- set-up: one tracker per node, on the GPUs this job uses ----------------------------------------
     def setup(self, trainer, pl_module, stage):
-        self._leader = self.enabled and trainer.local_rank == 0
-        self.phases, self.results = {}, {}
-        if not self._leader or self.tracker is not None:
+        self._leader = self.enabled and self.is_leader(trainer)
+        self.tracker, self.nvml, self.problem = None, None, None
+        self.phases: dict[str, dict] = {}
+        self.span: dict = {}
+        self.results, self.cross_check = {}, None
+        if not self._leader:
             return
-        gpus = []
-        if trainer.strategy.root_device.type == "cuda":
-            # the node's devices of this job (each rank holds one; their indices are the trainer's device ids)
-            gpus = [int(i) for i in trainer.device_ids]
+        gpus = [int(i) for i in trainer.device_ids] if trainer.strategy.root_device.type == "cuda" else []
+        if gpus:
             self.nvml = NVML(gpus)
         out = Path(self.output_dir or trainer.default_root_dir)
         try:
@@ -76,7 +80,7 @@ class EnergyCallback(PhaseCallback):
             self.tracker = OfflineEmissionsTracker(
                 country_iso_code=self.country,
                 measure_power_secs=self.measure_power_secs,
-                gpu_ids=[int(i) for i in (self._physical(gpus) if gpus else [])] or None,
+                gpu_ids=physical_indices(gpus) or None,
                 output_dir=str(out),
                 output_file="emissions.csv",
                 log_level="error",
@@ -87,137 +91,136 @@ class EnergyCallback(PhaseCallback):
             if not hasattr(self.tracker, "_active_task"):  # CodeCarbon swallows its own init errors
                 raise RuntimeError("tracker did not initialise")
         except Exception as e:  # noqa: BLE001 - measurement must never stop training
-            self.problem = f"{type(e).__name__}: {e}"
-            self.tracker = None
-            log.warning("energy: CodeCarbon could not start (%s); its figures are recorded as unknown", self.problem)
+            self._fail(e, "could not start")
 
-    @staticmethod
-    def _physical(gpus):
-        from callbacks.nvml import physical_indices
+    def _fail(self, e: Exception, what: str) -> None:
+        self.problem = f"{type(e).__name__}: {e}"
+        log.warning("energy: CodeCarbon %s (%s); its figures are recorded as unknown", what, self.problem)
+        self.tracker = None
 
-        return physical_indices(gpus)
+    def _nvml_mj(self) -> float | None:
+        return self.nvml.energy_mj() if self.nvml is not None and self.nvml.available else None
 
-    # ---- phases -----------------------------------------------------------------------------------------
+    # ---- phases: a timestamp and a counter read, nothing else --------------------------------------------
     def phase_start(self, trainer, name):
         if not self._leader:
             return
-        if self.tracker is not None:
-            try:
-                if not self._started:
-                    self.tracker.start()  # finds its hardware here
-                    self._started = True
+        if not self.span:  # the run's first phase: the tracker's span starts here
+            if self.tracker is not None:
+                try:
+                    self.tracker.start()
                     if self.nvml is not None and not any(type(h).__name__ == "GPU" for h in getattr(self.tracker, "_hardware", [])):
                         log.warning("CodeCarbon sees no GPU: its GPU energy is unknown; the NVML counter is recorded alone")
-                self.tracker.start_task(name)
-            except Exception as e:  # noqa: BLE001
-                self._fail(e)
-        self._nvml_at_start = self.nvml.energy_mj() if self.nvml and self.nvml.available else None
+                except Exception as e:  # noqa: BLE001
+                    self._fail(e, "failed to start")
+            self.span = {"t0": time.perf_counter(), "nvml0": self._nvml_mj()}
+        self._t0, self._e0 = time.perf_counter(), self._nvml_mj()
 
     def phase_end(self, trainer, name):
         if not self._leader:
             return
-        acc = self.phases.setdefault(name, {"energy": 0.0, "gpu": 0.0, "cpu": 0.0, "ram": 0.0, "nvml_mj": 0.0, "segments": 0})
-        acc["segments"] += 1
-        if self.tracker is not None:
-            try:
-                data = self.tracker.stop_task()
-                acc["energy"] += data.energy_consumed
-                acc["gpu"] += data.gpu_energy
-                acc["cpu"] += data.cpu_energy
-                acc["ram"] += data.ram_energy
-            except Exception as e:  # noqa: BLE001
-                self._fail(e)
-        now = self.nvml.energy_mj() if self.nvml and self.nvml.available else None
-        if now is not None and self._nvml_at_start is not None and acc["nvml_mj"] is not None:
-            acc["nvml_mj"] += now - self._nvml_at_start
-        else:
-            acc["nvml_mj"] = None
-
-    def _fail(self, e: Exception) -> None:
-        self.problem = f"{type(e).__name__}: {e}"
-        log.warning("energy: CodeCarbon failed mid-run (%s); its figures are recorded as unknown", self.problem)
-        self.close()
+        acc = self.phases.setdefault(name, {"seconds": 0.0, "nvml_mj": 0.0})
+        acc["seconds"] += time.perf_counter() - self._t0
+        e1 = self._nvml_mj()
+        acc["nvml_mj"] = None if (e1 is None or self._e0 is None or acc["nvml_mj"] is None) else acc["nvml_mj"] + e1 - self._e0
 
     def close(self) -> None:
-        if self.tracker is not None and self._started:
-            try:
-                self.tracker.stop()  # writes emissions.csv into the run directory
-            except Exception:  # noqa: BLE001
-                pass
-        self.tracker, self._started = None, False
+        """Stop the tracker (it writes emissions.csv into the run directory) and close the span."""
+        if self.span and "t1" not in self.span:
+            self.span.update(t1=time.perf_counter(), nvml1=self._nvml_mj())
+            if self.tracker is not None:
+                try:
+                    self.tracker.stop()
+                    self.span["codecarbon"] = self.tracker.final_emissions_data
+                except Exception as e:  # noqa: BLE001
+                    self._fail(e, "failed to stop")
 
     # ---- results ----------------------------------------------------------------------------------------
     def finish(self, trainer, pl_module, fitting):
-        node = self._node_summary() if self._leader else None
-        self.close()
+        node = None
+        if self._leader:
+            self.close()
+            data = self.span.get("codecarbon") if self.problem is None else None
+            gpu_seen = any(type(h).__name__ == "GPU" for h in getattr(self.tracker, "_hardware", []) or [])
+            node = {
+                "phases": self.phases,
+                "seconds": self.span.get("t1", 0) - self.span.get("t0", 0),
+                "nvml_mj": None if self.span.get("nvml0") is None or self.span.get("nvml1") is None else self.span["nvml1"] - self.span["nvml0"],
+                "gpu_in_use": self.nvml is not None,
+                "cc": None if data is None else {
+                    "energy": data.energy_consumed, "cpu": data.cpu_energy, "ram": data.ram_energy,
+                    "gpu": data.gpu_energy if (gpu_seen or self.nvml is None) else None,
+                },
+                "cpu_source": _cpu_source(self.tracker) if self.tracker is not None else None,
+                "problem": self.problem or ("energy callback disabled" if not self.enabled else None),
+            }
         nodes = [n for n in gather(node, trainer) if n is not None]  # one per node
         self.results = self._combine(nodes, fitting)
 
-    def _node_summary(self) -> dict:
-        cc_ok = self.problem is None
-        has_gpu = self.nvml is not None
-        cc_gpu_seen = cc_ok and any(type(h).__name__ == "GPU" for h in getattr(self.tracker, "_hardware", []) or [])
-        return {
-            "phases": self.phases,
-            "codecarbon": cc_ok,
-            "gpu_in_use": has_gpu,
-            "codecarbon_gpu": cc_gpu_seen or not has_gpu,
-            "cpu_source": _cpu_source(self.tracker) if self.tracker is not None else None,
-            "problem": self.problem,
-        }
-
     def _combine(self, nodes: list[dict], fitting: bool) -> dict:
-        def total(phases, part):
-            values = []
-            for n in nodes:
-                for p in phases:
-                    if p not in n["phases"]:
-                        continue
-                    v = n["phases"][p]["nvml_mj"] if part == "nvml" else n["phases"][p][part]
-                    if part == "nvml":
-                        v = None if v is None else v / 1e3 / KWH
-                    elif not n["codecarbon"] or (part == "gpu" and not n["codecarbon_gpu"]):
-                        v = None
-                    values.append(v)
-            if not values or any(v is None for v in values):
-                return None
-            return sum(values)
-
         gpu_in_use = any(n["gpu_in_use"] for n in nodes)
-        cc_ok = bool(nodes) and all(n["codecarbon"] for n in nodes)
-        problem = next((n["problem"] for n in nodes if n["problem"]), None)
-        unknown = f"unknown: codecarbon did not measure ({problem})" if problem else "unknown: energy callback disabled"
+        problem = next((n["problem"] for n in nodes if n["problem"]), None) if nodes else "no node measured"
+        known = bool(nodes) and all(n["cc"] is not None for n in nodes)
+        unknown = f"unknown: codecarbon did not measure ({problem})"
         cpu_src = next((n["cpu_source"] for n in nodes if n["cpu_source"]), "unknown")
         gpu_src = "measured: nvml energy counter (codecarbon)" if gpu_in_use else "not applicable: no GPU in use"
         ram_src = "estimated: ram power model (codecarbon)"
-        # the total is "measured" only if every part is; the label lists each part's own source
         parts = ([f"gpu {gpu_src}"] if gpu_in_use else []) + [f"cpu {cpu_src}", f"ram {ram_src}"]
         measured_all = gpu_in_use and cpu_src.startswith("measured")
         total_src = ("measured" if measured_all else "estimated") + " (sum of parts): " + "; ".join(parts)
+        split_src = total_src + "; split by phase: gpu by nvml counter deltas, cpu and ram by phase time"
 
-        def m(value, source):
-            return measurement(value, "kWh", source if cc_ok else unknown)
+        def node_part(n, part, phase=None):
+            """A node's energy (kWh) of one part, over the run or one phase."""
+            cc = n["cc"]
+            if cc is None or cc.get(part) is None:
+                return None
+            if phase is None:
+                return cc[part]
+            ph = n["phases"].get(phase)
+            if ph is None:
+                return 0.0  # this phase did not happen
+            if part == "gpu" and n["nvml_mj"] and ph["nvml_mj"] is not None:
+                return cc[part] * ph["nvml_mj"] / n["nvml_mj"]
+            return cc[part] * ph["seconds"] / n["seconds"] if n["seconds"] else None
 
-        out: dict = {}
-        phases = (TRAIN, VALIDATION) if fitting else (INFERENCE,)
-        main = "energy_kwh" if fitting else "energy_inference_kwh"
-        out[main] = m(total(phases, "energy"), total_src)
+        def total(part, phases=None):
+            values = []
+            for n in nodes:
+                for phase in phases or [None]:
+                    values.append(node_part(n, part, phase))
+            return None if not values or any(v is None for v in values) else sum(values)
+
+        def energy(phases):
+            parts_ = [total(p, phases) for p in (("gpu", "cpu", "ram") if gpu_in_use else ("cpu", "ram"))]
+            return None if any(v is None for v in parts_) else sum(parts_)
+
+        phases = [TRAIN, VALIDATION] if fitting else [INFERENCE]
+        out = {}
         if fitting:
-            out["energy_train_kwh"] = m(total((TRAIN,), "energy"), total_src)
-            out["energy_validation_kwh"] = m(total((VALIDATION,), "energy"), total_src)
-        gpu = total(phases, "gpu") if gpu_in_use else None
-        out["energy_gpu_kwh"] = measurement(gpu, "kWh", gpu_src if (cc_ok or not gpu_in_use) else unknown)
-        out["energy_cpu_kwh"] = m(total(phases, "cpu"), cpu_src)
-        out["energy_ram_kwh"] = m(total(phases, "ram"), ram_src)
-        nvml = total(phases, "nvml") if gpu_in_use else None
+            out["energy_kwh"] = measurement(total("energy") if known else None, "kWh", total_src if known else unknown)
+            out["energy_train_kwh"] = measurement(energy([TRAIN]) if known else None, "kWh", split_src if known else unknown)
+            out["energy_validation_kwh"] = measurement(energy([VALIDATION]) if known else None, "kWh", split_src if known else unknown)
+        else:
+            out["energy_inference_kwh"] = measurement(total("energy") if known else None, "kWh", total_src if known else unknown)
+        gpu = total("gpu") if gpu_in_use and known else None
+        out["energy_gpu_kwh"] = measurement(gpu, "kWh", gpu_src if (known or not gpu_in_use) else unknown)
+        out["energy_cpu_kwh"] = measurement(total("cpu") if known else None, "kWh", cpu_src if known else unknown)
+        out["energy_ram_kwh"] = measurement(total("ram") if known else None, "kWh", ram_src if known else unknown)
+        nvml = [n["nvml_mj"] for n in nodes]
+        nvml_kwh = sum(nvml) / 1e3 / KWH if gpu_in_use and nvml and None not in nvml else None
         out["nvml_energy_kwh"] = measurement(
-            nvml, "kWh", "measured: nvml total-energy counter, read at phase boundaries" if gpu_in_use else "not applicable: no GPU in use"
+            nvml_kwh, "kWh",
+            "measured: nvml total-energy counter over the tracker's span" if gpu_in_use else "not applicable: no GPU in use",
         )
-        self.cross_check = self._cross_check(out["energy_gpu_kwh"]["value"], nvml)
-        # what power efficiency divides by: the training phase's energy (all parts), and its GPU part alone
-        self.train_energy_kwh = total((TRAIN,), "energy") if fitting and cc_ok else None
-        self.train_gpu_energy_kwh = (total((TRAIN,), "nvml") or total((TRAIN,), "gpu")) if fitting and gpu_in_use else None
-        self.total_source = total_src if cc_ok else unknown
+        self.cross_check = self._cross_check(gpu, nvml_kwh)
+        # what power efficiency divides by: the training phase's energy, and its GPU part
+        self.train_energy_kwh = energy([TRAIN]) if fitting and known else None
+        gpu_train_mj = [n["phases"].get(TRAIN, {}).get("nvml_mj") for n in nodes]
+        self.train_gpu_energy_kwh = (
+            sum(gpu_train_mj) / 1e3 / KWH if fitting and gpu_in_use and gpu_train_mj and None not in gpu_train_mj else None
+        )
+        self.total_source = total_src if known else unknown
         return out
 
     def _cross_check(self, codecarbon_gpu: float | None, nvml: float | None) -> dict | None:

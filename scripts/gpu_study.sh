@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU runs behind BENCHMARKS.md's measurement section and docs/gpu-study/, through the project's own commands.
 # Run on the lent H100 from the repository root, with the wheels from scripts/gpu_wheels.sh, naming the stages:
-#   bash scripts/gpu_study.sh measure stock_summ           # then:  bash scripts/gpu_study.sh fast_summ fast_qa stock_qa
-# Stages: measure (bench_callbacks + train.py energy/speed runs + bare loops, for BENCHMARKS.md), stock_summ, stock_qa,
+#   LENGTHS=1024,4096 bash scripts/gpu_study.sh measure stock_summ fast_summ     (what docs/gpu-study ran)
+# Stages: overhead (bench_callbacks), measure (train.py energy/speed runs + bare loops, for BENCHMARKS.md), stock_summ, stock_qa,
 # fast_summ, fast_qa (the grid in docs/gpu-study), check (fast path = stock on this GPU). Train stages are followed by
 # infer.py on every finished run (checkpoints do not outlive the machine). Each stage has its own time limit, so the
 # call always ends by packing what finished into $OUT/study.tar.gz (records, configs, logs; no checkpoints).
@@ -34,22 +34,25 @@ GRID=(paths.output_dir=$S model.pretrained=false strategy=single_gpu batch_size=
       '~callbacks.last_checkpoint' callbacks.energy.measure_power_secs=5)
 FAST=(model.attn_impl=fast trainer.precision=bf16-mixed module.fused_optimizer=true)
 MODELS=led_base,led_large,bigbird_large
+LENGTHS=${LENGTHS:-1024,2048,3072,4096}
 MEASURE=(model=led_base model.pretrained=false strategy=single_gpu batch_size=paper data.synthetic.n_train=256 paths.output_dir=$S)
 trained=0
 for st in "${STAGES[@]}"; do
   case $st in
+    overhead)
+      # what measuring and what Lightning cost per step, against a bare loop, in one process (BENCHMARKS.md)
+      stage 110 sh -c "$PY benchmarks/bench_callbacks.py ${MEASURE[*]} seq_len=1024 steps=30 >> $OUT/bench_callbacks.txt" ;;
     measure)
-      # what measuring and what Lightning cost, against a bare loop, in one process (BENCHMARKS.md)
-      stage 110 sh -c "$PY benchmarks/bench_callbacks.py ${MEASURE[*]} seq_len=1024 steps=30 >> $OUT/bench_callbacks.txt"
       # energy and speed as train.py records them, and the bare loop on the same model and batch
-      stage 130 $PY train.py -m name=gpu_measure seq_len=1024,4096 data=synthetic trainer.max_steps=40 data.val_every_steps=20 \
-          data.synthetic.n_validation=16 "${MEASURE[@]}" '~callbacks.last_checkpoint' '~callbacks.best_checkpoint'
+      stage 120 $PY train.py -m name=gpu_measure seq_len=1024,4096 data=synthetic trainer.max_steps=${MSTEPS:-24} \
+          data.val_every_steps=$(( ${MSTEPS:-24} / 2 )) data.synthetic.n_validation=16 "${MEASURE[@]}" \
+          '~callbacks.last_checkpoint' '~callbacks.best_checkpoint'
       for L in 1024 4096; do
-        stage 70 sh -c "$PY benchmarks/bare_loop.py ${MEASURE[*]} seq_len=$L steps=40 >> $OUT/bare_loop.jsonl"
+        stage 60 sh -c "$PY benchmarks/bare_loop.py ${MEASURE[*]} seq_len=$L steps=${MSTEPS:-24} >> $OUT/bare_loop.jsonl"
       done ;;
-    stock_summ) trained=1; stage 170 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=1024,2048,3072,4096 "${GRID[@]}" ;;
+    stock_summ) trained=1; stage 170 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" ;;
     stock_qa)   trained=1; stage 90 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=1024,4096 "${GRID[@]}" ;;
-    fast_summ)  trained=1; stage 260 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=1024,2048,3072,4096 "${GRID[@]}" "${FAST[@]}" ;;
+    fast_summ)  trained=1; stage 260 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" "${FAST[@]}" ;;
     fast_qa)    trained=1; stage 130 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=1024,4096 "${GRID[@]}" "${FAST[@]}" ;;
     check)      stage 60 $PY benchmarks/bench_fast.py --out "$OUT/check" --check-only --models led_base --check-len led=1024 ;;
     *) echo "unknown stage $st"; exit 2 ;;

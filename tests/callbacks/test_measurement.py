@@ -74,7 +74,10 @@ def test_phases_partition_the_fit(fitted):
     assert total == pytest.approx(train + val)
     assert val == pytest.approx(2 * 0.2, rel=0.5)  # two validations of ~0.2 s
     assert train >= 6 * 0.05
-    assert c["energy_kwh"]["value"] == pytest.approx(c["energy_train_kwh"]["value"] + c["energy_validation_kwh"]["value"], rel=1e-6)
+    # the phases split the tracker's span, which also holds Lightning's set-up and teardown around them
+    phases = c["energy_train_kwh"]["value"] + c["energy_validation_kwh"]["value"]
+    assert 0.8 * c["energy_kwh"]["value"] <= phases <= c["energy_kwh"]["value"] * (1 + 1e-9)
+    assert c["energy_validation_kwh"]["value"] / phases == pytest.approx(val / total, rel=0.05)  # CPU/RAM split by time
     parts = sum(c[k]["value"] for k in ("energy_cpu_kwh", "energy_ram_kwh"))
     assert c["energy_kwh"]["value"] == pytest.approx(parts, rel=1e-6)
 
