@@ -100,8 +100,7 @@ class Seq2SeqModule(pl.LightningModule):
                 continue
             (no_decay if name.endswith("bias") or "norm" in name.lower() else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = self.fused_optimizer and torch.cuda.is_available()
-        opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.eps, fused=fused or None)
+        opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.eps, fused=self.fused_optimizer or None)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = int(self.warmup_ratio * total)
 
@@ -112,6 +111,16 @@ class Seq2SeqModule(pl.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # Lightning refuses to clip for a fused optimizer under mixed precision, because fused AdamW would unscale
+        # fp16 gradients itself. bf16 has no scaler, so clipping the gradients directly is the same operation.
+        if self.fused_optimizer and gradient_clip_val and not str(self.trainer.precision).startswith("16"):
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ValueError(f"gradient_clip_algorithm={gradient_clip_algorithm} with a fused optimizer: only norm is supported")
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm)
 
     # ---- validation by generation ---------------------------------------------------------------------------
     def predict_texts(self, batch) -> list[str]:
