@@ -1,0 +1,118 @@
+"""Sparse self-attention core: one token-level pattern, executed by flex_attention on GPU or densely on CPU.
+
+A `Pattern` is a flex-style `mask_mod(b, h, q, kv) -> bool` over q_len queries and kv_len keys, plus
+tile-level `partial`/`full` maps that say which TILE x TILE blocks can be skipped. The same mask_mod is
+evaluated densely (broadcast index tensors) for the CPU path, so both executions compute one function. The
+tensors the mask reads are padded to whole tiles (never the activations: dropout must see HF's shapes).
+Rows of padded queries are the caller's business: it multiplies them by zero, as HF does.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+TILE = 128  # flex's default sparse block: every kernel config works with it on H100, fp32 and bf16, fwd and bwd
+
+# "auto": flex on CUDA, dense elsewhere (flex has no CPU backward). Tests set "flex" to run eager flex on CPU.
+BACKEND = "auto"
+
+_compiled_flex = None
+
+
+def compiled_flex():
+    # flex_attention is only a fused kernel when compiled; eager flex materialises every score.
+    global _compiled_flex
+    if _compiled_flex is None:
+        # one graph per (shape, dtype, grad mode): more than dynamo's default 8 in a benchmark or a
+        # train+validate loop, and past the limit dynamo falls back to eager flex (all scores in memory)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex
+
+
+def _backend(t):
+    return BACKEND if BACKEND != "auto" else ("flex" if t.is_cuda else "dense")
+
+
+def _ordered(blocks):
+    """Dense [B,H,n,m] bool -> (counts int32 [B,H,n], indices int32 [B,H,n,m]), listed blocks first.
+    Contiguous: flex's Triton kernels index these with row-major offsets, whatever their strides say (argsort
+    of a transposed map keeps the transposed strides: that silently scrambled the backward's q-tile lists)."""
+    counts = blocks.sum(-1, dtype=torch.int32).contiguous()
+    indices = torch.argsort(blocks.to(torch.int8), dim=-1, descending=True, stable=True).to(torch.int32)
+    return counts, indices.contiguous()
+
+
+class Pattern:
+    def __init__(self, mask_mod, q_valid, partial, full, q_len, kv_len, n_heads=1):
+        self.mask_mod = mask_mod  # flex signature; must already exclude padded keys
+        self.q_valid = q_valid[:, :q_len]  # bool [B, q_len]
+        self.partial = partial  # bool [B, H|1, nq, nk]: the tile may hold an allowed pair
+        self.full = full  # bool [B, H|1, nq, nk]: every pair in the tile is allowed (subset of partial)
+        self.q_len, self.kv_len = q_len, kv_len
+        self.n_heads = n_heads  # 1 when the pattern is the same for every head
+        self._block_mask = None
+        if _backend(q_valid) == "flex":
+            self.block_mask()  # build eagerly: never inside a compiled region
+
+    def block_mask(self):
+        if self._block_mask is None:
+            # both orderings from the dense tile maps: BlockMask.from_kv_blocks would transpose through
+            # vmap, milliseconds of host time per mask
+            partial_only = self.partial & ~self.full
+            kv_num, kv_idx = _ordered(partial_only)
+            full_kv_num, full_kv_idx = _ordered(self.full)
+            q_num, q_idx = _ordered(partial_only.transpose(-1, -2))
+            full_q_num, full_q_idx = _ordered(self.full.transpose(-1, -2))
+            try:
+                self._block_mask = BlockMask(
+                    seq_lengths=(self.q_len, self.kv_len), kv_num_blocks=kv_num, kv_indices=kv_idx,
+                    full_kv_num_blocks=full_kv_num, full_kv_indices=full_kv_idx, q_num_blocks=q_num, q_indices=q_idx,
+                    full_q_num_blocks=full_q_num, full_q_indices=full_q_idx, BLOCK_SIZE=(TILE, TILE),
+                    mask_mod=self.mask_mod,
+                )
+            except TypeError:  # a torch whose constructor differs: let it transpose
+                self._block_mask = BlockMask.from_kv_blocks(
+                    kv_num, kv_idx, full_kv_num, full_kv_idx, BLOCK_SIZE=(TILE, TILE), mask_mod=self.mask_mod,
+                    seq_lengths=(self.q_len, self.kv_len))
+        return self._block_mask
+
+    def dense_allowed(self):
+        """bool [B, H|1, q_len, kv_len]; a padded query row also gets its diagonal so that no row is empty."""
+        B = self.q_valid.shape[0]
+        dev = self.q_valid.device
+        b = torch.arange(B, device=dev).view(B, 1, 1, 1)
+        h = torch.arange(self.n_heads, device=dev).view(1, -1, 1, 1)
+        q = torch.arange(self.q_len, device=dev).view(1, 1, -1, 1)
+        kv = torch.arange(self.kv_len, device=dev).view(1, 1, 1, -1)
+        allowed = self.mask_mod(b, h, q, kv)
+        return allowed | (~self.q_valid.view(B, 1, -1, 1) & (q == kv))
+
+
+def attend(q, k, v, pattern, scale):
+    """q: [B, H, q_len, dh], k, v: [B, H, kv_len, dh] -> [B, H, q_len, dh] under `pattern`."""
+    if _backend(q) == "flex":
+        if q.is_cuda and not torch.compiler.is_compiling():
+            fn = compiled_flex()
+        else:
+            fn = flex_attention  # inside an outer torch.compile, or eager CPU for tests
+        return fn(q, k, v, block_mask=pattern.block_mask(), scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.dense_allowed(), scale=scale)
+
+
+def pad_to_tile(x):
+    """[B, L] -> [B, ceil(L / TILE) * TILE], padded with zeros (= padded / not allowed)."""
+    return F.pad(x, (0, (-x.shape[1]) % TILE))
+
+
+def tile_any_all(x, tile):
+    """Reduce the last two dims of bool x [..., n, m] (multiples of tile) to tile level: (any, all)."""
+    *lead, n, m = x.shape
+    y = x.reshape(*lead, n // tile, tile, m // tile, tile)
+    return y.any(-1).any(-2), y.all(-1).all(-2)
+
+
+def tiles_1d(x, tile):
+    """bool [B, L] (L a multiple of tile) -> (any, all) per tile, [B, L // tile]."""
+    y = x.reshape(x.shape[0], -1, tile)
+    return y.any(-1), y.all(-1)

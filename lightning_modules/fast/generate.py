@@ -1,0 +1,283 @@
+"""Greedy decoding with a static KV cache; on CUDA each decode step is one replayed CUDA graph.
+
+Output format is HF generate(num_beams=1, do_sample=False)'s: [B, 1 + n] starting with decoder_start_token_id,
+pad_token_id after a sequence's EOS, n = the step at which every sequence has finished (or max_new_tokens).
+Logits processors reproduced: min_length, min_new_tokens, forced_bos_token_id, forced_eos_token_id; any other
+active processor in the generation config raises ValueError (use HF generate for those).
+
+Precision: the encoder runs as in training (under the caller's autocast, if any). The decode step computes
+matmuls in the autocast dtype (weights cast once per call, not once per step as autocast would), and keeps the
+residual stream, LayerNorms, softmax and logits in fp32, which is what autocast does. Without autocast, fp32.
+Generation always runs in eval mode (no dropout; BigBird's eval-mode blocks), as a validation loop does.
+"""
+
+import math
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .bigbird import bigbird_encode
+from .led import led_encode
+
+# Processors that HF greedy search would apply and this decoder does not: (generation_config attribute, inert value)
+_UNSUPPORTED = [
+    ("repetition_penalty", 1.0), ("encoder_repetition_penalty", 1.0), ("no_repeat_ngram_size", 0),
+    ("encoder_no_repeat_ngram_size", 0), ("bad_words_ids", None), ("suppress_tokens", None),
+    ("begin_suppress_tokens", None), ("sequence_bias", None), ("exponential_decay_length_penalty", None),
+    ("forced_decoder_ids", None), ("renormalize_logits", False),
+]
+CHECK_EVERY = 16  # decode steps between host checks for "all sequences finished"
+
+
+def generation_settings(model):
+    gc, c = model.generation_config, model.config
+
+    def pick(name):
+        v = getattr(gc, name, None)
+        return v if v is not None else getattr(c, name, None)
+
+    active = {n: getattr(gc, n, None) for n, inert in _UNSUPPORTED if getattr(gc, n, None) not in (None, inert)}
+    if active:
+        raise ValueError(f"greedy_generate does not implement these generation settings: {active}; use model.generate")
+    eos = pick("eos_token_id")
+    eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+    pad = pick("pad_token_id")
+    pad = eos[0] if pad is None and eos else pad
+    start = pick("decoder_start_token_id")
+    if start is None or pad is None:
+        raise ValueError("decoder_start_token_id and pad_token_id (or eos_token_id) must be set")
+    return dict(start=start, pad=pad, eos=tuple(eos), min_length=getattr(gc, "min_length", None) or 0,
+                forced_bos=getattr(gc, "forced_bos_token_id", None), forced_eos=getattr(gc, "forced_eos_token_id", None))
+
+
+class DecoderWeights:
+    """The decoder's matmul weights in the compute dtype (cast once per call); fp32 params are used as they are."""
+
+    def __init__(self, model, family, dtype):
+        base = model.led if family == "led" else model.model
+        dec = base.decoder
+        self.dec, self.dtype, self.lm_head, self.bias = dec, dtype, model.lm_head, model.final_logits_bias
+        self.pre_ln = family == "bigbird"
+        self.H = dec.layers[0].self_attn.num_heads
+        self.buffers = None
+        self.refresh()
+
+    def _sources(self):
+        out = {}
+        for i, l in enumerate(self.dec.layers):
+            sa, ca = l.self_attn, l.encoder_attn
+            out[f"{i}.qkv"] = torch.cat([sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight])
+            if sa.q_proj.bias is not None:
+                out[f"{i}.qkv_b"] = torch.cat([sa.q_proj.bias, sa.k_proj.bias, sa.v_proj.bias])
+            for name, lin in (("o", sa.out_proj), ("cq", ca.q_proj), ("co", ca.out_proj), ("fc1", l.fc1), ("fc2", l.fc2)):
+                out[f"{i}.{name}"] = lin.weight
+                if lin.bias is not None:
+                    out[f"{i}.{name}_b"] = lin.bias
+        layers = self.dec.layers
+        out["ckv"] = torch.cat([t for l in layers for t in (l.encoder_attn.k_proj.weight, l.encoder_attn.v_proj.weight)])
+        if layers[0].encoder_attn.k_proj.bias is not None:
+            out["ckv_b"] = torch.cat([t for l in layers for t in (l.encoder_attn.k_proj.bias, l.encoder_attn.v_proj.bias)])
+        out["lm_head"] = self.lm_head.weight
+        return out
+
+    def refresh(self):
+        """Copy current parameter values into the static buffers a captured graph reads."""
+        with torch.no_grad():
+            src = self._sources()
+            if self.buffers is None:
+                self.buffers = {k: v.to(self.dtype).clone() for k, v in src.items()}
+            else:
+                for k, v in src.items():
+                    self.buffers[k].copy_(v)
+
+    def get(self, key):
+        return self.buffers.get(key)
+
+
+def _lin(x, w, b):
+    return F.linear(x.to(w.dtype), w, b)
+
+
+def _ln(x, ln):
+    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+
+
+@dataclass
+class DecodeState:
+    tok: torch.Tensor  # [B] next input token
+    pos: torch.Tensor  # [] position of `tok`
+    unfinished: torch.Tensor  # [B] bool
+    out: torch.Tensor  # [B, 1 + max_new]
+    cache: torch.Tensor  # [n_layers, 2, B, H, max_new, dh] self-attention keys/values
+    ckv: torch.Tensor  # [n_layers, 2, B, H, S, dh] cross-attention keys/values
+    cross_mask: torch.Tensor  # [B, 1, 1, S] bool: encoder key not padded
+    arange: torch.Tensor  # [max_new]
+
+
+def decode_step(W, st, s):
+    """One greedy step in place: reads st.tok at st.pos, writes the next token. Graph-capturable (no syncs)."""
+    dec, dt = W.dec, W.dtype
+    B = st.tok.shape[0]
+    D = dec.config.d_model
+    H = W.H
+    dh = D // H
+    scale = 1.0 / math.sqrt(dh)
+    pos = st.pos.view(1)
+    self_mask = (st.arange <= st.pos).view(1, 1, 1, -1)  # cache slots written so far
+    x = dec.embed_tokens(st.tok[:, None]).float() + dec.embed_positions.weight.index_select(0, pos).float()
+    if not W.pre_ln:
+        x = _ln(x, dec.layernorm_embedding)
+    for i, l in enumerate(dec.layers):
+        g = lambda k: W.get(f"{i}.{k}")
+        h = _ln(x, l.self_attn_layer_norm) if W.pre_ln else x
+        q, k, v = _lin(h, g("qkv"), g("qkv_b")).view(B, 3, H, dh).unbind(1)
+        kc, vc = st.cache[i, 0], st.cache[i, 1]
+        kc.index_copy_(2, pos, k[:, :, None].to(kc.dtype))
+        vc.index_copy_(2, pos, v[:, :, None].to(vc.dtype))
+        o = F.scaled_dot_product_attention(q[:, :, None].to(dt), kc, vc, attn_mask=self_mask, scale=scale)
+        o = _lin(o.reshape(B, 1, D), g("o"), g("o_b")).float()
+        x = x + o if W.pre_ln else _ln(x + o, l.self_attn_layer_norm)
+        h = _ln(x, l.encoder_attn_layer_norm) if W.pre_ln else x
+        q = _lin(h, g("cq"), g("cq_b")).view(B, H, 1, dh)
+        o = F.scaled_dot_product_attention(q.to(dt), st.ckv[i, 0], st.ckv[i, 1], attn_mask=st.cross_mask, scale=scale)
+        o = _lin(o.transpose(1, 2).reshape(B, 1, D), g("co"), g("co_b")).float()
+        x = x + o if W.pre_ln else _ln(x + o, l.encoder_attn_layer_norm)
+        h = _ln(x, l.final_layer_norm) if W.pre_ln else x
+        h = _lin(l.activation_fn(_lin(h, g("fc1"), g("fc1_b"))), g("fc2"), g("fc2_b")).float()
+        x = x + h if W.pre_ln else _ln(x + h, l.final_layer_norm)
+    if W.pre_ln:
+        x = _ln(x, dec.layernorm_embedding)
+    logits = _lin(x, W.get("lm_head"), None).float()[:, 0] + W.bias.float()
+    neg = float("-inf")
+    if s["eos_t"] is not None and (s["min_new"] > 0 or s["min_length"] > 0):
+        blocked = (st.pos < s["min_new"]) | (st.pos + 1 < s["min_length"])
+        logits[:, s["eos_t"]] = torch.where(blocked, neg, logits[:, s["eos_t"]])
+    cols = torch.arange(logits.shape[1], device=logits.device)
+    if s["forced_bos"] is not None:
+        logits = torch.where(st.pos == 0, torch.where(cols == s["forced_bos"], 0.0, neg), logits)
+    if s["forced_eos"] is not None:
+        logits = torch.where(st.pos == s["max_new"] - 1, torch.where(cols == s["forced_eos"], 0.0, neg), logits)
+    nxt = logits.argmax(-1)
+    nxt = torch.where(st.unfinished, nxt, s["pad"])
+    if s["eos_t"] is not None:
+        st.unfinished &= ~(nxt[:, None] == s["eos_t"]).any(-1)
+    st.out.index_copy_(1, pos + 1, nxt[:, None])
+    st.tok.copy_(nxt)
+    st.pos.add_(1)
+
+
+def _new_state(W, B, S, max_new, device):
+    dec = W.dec
+    n, H, D = len(dec.layers), W.H, dec.config.d_model
+    z = lambda *shape, dtype=W.dtype: torch.zeros(*shape, dtype=dtype, device=device)
+    return DecodeState(
+        tok=z(B, dtype=torch.long), pos=z((), dtype=torch.long), unfinished=z(B, dtype=torch.bool),
+        out=z(B, 1 + max_new, dtype=torch.long), cache=z(n, 2, B, H, max_new, D // H),
+        ckv=z(n, 2, B, H, S, D // H), cross_mask=z(B, 1, 1, S, dtype=torch.bool),
+        arange=torch.arange(max_new, device=device),
+    )
+
+
+def _load(W, st, enc, valid, start):
+    """Per call: cross-attention keys/values of the new encoder output, masks, reset counters."""
+    B, S, D = enc.shape
+    n, H = len(W.dec.layers), W.H
+    kv = _lin(enc, W.get("ckv"), W.get("ckv_b"))
+    st.ckv.copy_(kv.view(B, S, n, 2, H, D // H).permute(2, 3, 0, 4, 1, 5))
+    st.cross_mask.copy_(valid[:, None, None, :])
+    st.tok.fill_(start)
+    st.pos.zero_()
+    st.unfinished.fill_(True)
+    st.out.fill_(start)
+
+
+class _Graph:
+    def __init__(self, key, W, st, s, step):
+        self.key, self.W, self.st = key, W, st
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm-up: compilation, lazy inits and workspaces happen outside the capture
+                step(W, st, s)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            step(W, st, s)
+
+
+def greedy_generate(model, input_ids, attention_mask, global_attention_mask=None, max_new_tokens=128,
+                    min_new_tokens=0, fixed_length=False):
+    fast = getattr(model, "_fast", None)
+    if fast is None:
+        raise ValueError("greedy_generate needs apply_fast_path(model) first")
+    if global_attention_mask is not None and fast.family != "led":
+        raise ValueError("global_attention_mask is an LED input")
+    s = generation_settings(model)
+    dev = input_ids.device
+    use_graph = dev.type == "cuda"
+    autocast = torch.is_autocast_enabled(dev.type)
+    dtype = torch.get_autocast_dtype(dev.type) if autocast else model.lm_head.weight.dtype
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if fast.family == "led":
+                enc, valid = led_encode(model.led.encoder, input_ids, attention_mask, global_attention_mask, fast.enc_layer)
+            else:
+                enc, valid = bigbird_encode(model.model.encoder, input_ids, attention_mask, fast.bb_cache, fast.enc_layer)
+            # the step sets its own dtypes; autocast inside a graph capture would also need its cache disabled
+            with torch.autocast(dev.type, enabled=False) if autocast else nullcontext():
+                return _decode(model, fast, s, enc.float(), valid, dtype, max_new_tokens, min_new_tokens,
+                               fixed_length, use_graph)
+    finally:
+        model.train(was_training)
+
+
+def _decode(model, fast, s, enc, valid, dtype, max_new, min_new, fixed_length, use_graph):
+    B, S, _ = enc.shape
+    dev = enc.device
+    s = dict(s, max_new=max_new, min_new=min_new,
+             eos_t=torch.tensor(s["eos"], device=dev) if s["eos"] else None)
+    key = (B, S, max_new, min_new, dtype, dev, model.lm_head.weight.data_ptr(), s["eos"], s["pad"], s["min_length"],
+           s["forced_bos"], s["forced_eos"])
+    g = fast.gen_graph if use_graph else None
+    if g is not None and g.key == key:
+        W, st = g.W, g.st
+        W.refresh()
+    else:
+        fast.gen_graph = g = None  # free the old graph's buffers first
+        W = DecoderWeights(model, fast.family, dtype)
+        st = _new_state(W, B, S, max_new, dev)
+    step = decode_step
+    if fast.compile:  # fuse the step's ~40 small kernels per layer (LayerNorms, casts, residuals)
+        if getattr(fast, "compiled_step", None) is None:
+            fast.compiled_step = torch.compile(decode_step, dynamic=False)
+        step = fast.compiled_step
+    _load(W, st, enc, valid, s["start"])
+    if use_graph and g is None:
+        try:
+            g = fast.gen_graph = _Graph(key, W, st, s, step)
+        except Exception as e:  # same function without the graph: slower, still right
+            warnings.warn(f"greedy_generate: CUDA graph capture failed ({e!r:.200}); decoding eagerly")
+            use_graph = False
+        _load(W, st, enc, valid, s["start"])  # the capture's warm-up steps advanced the state
+    done = 0
+    while done < max_new:
+        n = min(CHECK_EVERY if use_graph else 1, max_new - done)
+        for _ in range(n):
+            g.graph.replay() if use_graph else step(W, st, s)
+        done += n
+        if not fixed_length and s["eos_t"] is not None and not bool(st.unfinished.any()):
+            break
+    out = st.out[:, : 1 + done].clone()
+    if fixed_length or s["eos_t"] is None:
+        return out
+    # HF stops at the step where the last sequence emitted EOS; we may have decoded a few pad steps past it
+    is_eos = (out[:, 1:, None] == s["eos_t"]).any(-1)
+    if bool(is_eos.any(1).all()):
+        last = int(is_eos.int().argmax(1).max()) + 1
+        out = out[:, : 1 + last]
+    return out

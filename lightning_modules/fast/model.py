@@ -1,0 +1,100 @@
+"""apply_fast_path: swap the forward of an HF LED / BigBird-Pegasus model for the fused path, in place.
+
+Nothing in the module tree changes (same parameters, same state_dict keys), so checkpoints stay
+interchangeable and the stock forward stays reachable: calls the fast path does not cover (past_key_values,
+inputs_embeds, decoder_attention_mask, output_attentions, ... as used by HF generate) go to the stock forward.
+"""
+
+import types
+
+import torch
+import torch.nn.functional as F
+from transformers import BigBirdPegasusForConditionalGeneration, LEDForConditionalGeneration
+from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.models.led.modeling_led import LEDSeq2SeqLMOutput, shift_tokens_right
+
+from .bigbird import bigbird_encode, bigbird_layer
+from .decoder import decoder_forward, decoder_layer
+from .led import led_encode, led_layer
+
+
+class FastState:
+    def __init__(self, family, compile):
+        self.family = family
+        self.compile = compile
+        enc_layer = led_layer if family == "led" else bigbird_layer
+        # one compiled graph per layer kind, shared by every layer of that kind (parameters are graph inputs)
+        if compile:
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self.enc_layer = torch.compile(enc_layer, dynamic=False) if compile else enc_layer
+        self.dec_layer = torch.compile(decoder_layer, dynamic=False) if compile else decoder_layer
+        self.bb_cache = {}  # BigBird: static per-layer block maps, keyed by (layer, length, training, device)
+        self.gen_graph = None  # generate.py: the last captured decode graph and its buffers
+        self.compiled_step = None  # generate.py: the decode step, compiled when compile=True
+
+
+def _family(model):
+    if isinstance(model, LEDForConditionalGeneration):
+        return "led"
+    if isinstance(model, BigBirdPegasusForConditionalGeneration):
+        return "bigbird"
+    raise ValueError(f"apply_fast_path supports LEDForConditionalGeneration and "
+                     f"BigBirdPegasusForConditionalGeneration, not {type(model).__name__}")
+
+
+def apply_fast_path(model, compile=False):
+    family = _family(model)
+    cfg = model.config
+    for name in ("attention_dropout", "attention_probs_dropout_prob"):
+        if getattr(cfg, name, 0.0):
+            raise ValueError(f"{type(model).__name__}: {name}={getattr(cfg, name)}; the fast path implements "
+                             "attention-probability dropout 0 only (all the study's configs)")
+    for name in ("encoder_layerdrop", "decoder_layerdrop"):
+        if getattr(cfg, name, 0.0):
+            raise ValueError(f"{type(model).__name__}: {name}={getattr(cfg, name)}; the fast path has no LayerDrop")
+    if model.is_gradient_checkpointing:
+        raise ValueError(f"{type(model).__name__}: gradient checkpointing is not implemented by the fast path")
+    model._fast = FastState(family, compile)
+    model.forward = types.MethodType(fast_forward, model)
+    return model
+
+
+def _inert(name, value, labels):
+    if value is None:
+        return True
+    if name in ("output_attentions", "output_hidden_states"):
+        return value is False
+    if name == "return_dict":
+        return value is True
+    if name == "use_cache":  # HF ignores the cache when labels are given; a caller wanting one gets stock
+        return labels is not None or value is False
+    return False
+
+
+def fast_forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                 labels=None, **kwargs):
+    fast = self._fast
+    if global_attention_mask is not None and fast.family != "led":
+        raise ValueError("global_attention_mask is an LED input")
+    if input_ids is None or not all(_inert(k, v, labels) for k, v in kwargs.items()):
+        if fast.family == "led":
+            kwargs["global_attention_mask"] = global_attention_mask
+        return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask,
+                                  decoder_input_ids=decoder_input_ids, labels=labels, **kwargs)
+    cfg = self.config
+    if decoder_input_ids is None:  # as HF: shift the labels, or else the inputs
+        src = labels if labels is not None else input_ids
+        decoder_input_ids = shift_tokens_right(src, cfg.pad_token_id, cfg.decoder_start_token_id)
+    if fast.family == "led":
+        base, pre_ln = self.led, False
+        enc, valid = led_encode(base.encoder, input_ids, attention_mask, global_attention_mask, fast.enc_layer)
+    else:
+        base, pre_ln = self.model, True
+        enc, valid = bigbird_encode(base.encoder, input_ids, attention_mask, fast.bb_cache, fast.enc_layer)
+    h = decoder_forward(base.decoder, decoder_input_ids, enc, valid, pre_ln, fast.dec_layer)
+    logits = self.lm_head(h) + self.final_logits_bias
+    loss = None
+    if labels is not None:
+        loss = F.cross_entropy(logits.view(-1, cfg.vocab_size), labels.view(-1))
+    out_cls = LEDSeq2SeqLMOutput if fast.family == "led" else Seq2SeqLMOutput
+    return out_cls(loss=loss, logits=logits, encoder_last_hidden_state=enc)

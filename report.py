@@ -1,0 +1,63 @@
+"""The trade-off report: Hydra run directories -> results.csv, the paper's figures, Pareto frontiers, the most
+accurate configuration within a budget, bigger model vs longer input -> report.md and report.html.
+
+    python report.py outputs/sweeps/demo
+    python report.py outputs/ budget.kwh=0.5 budget.min_inference_samples_per_s=2 out=docs/report
+
+Directories may be sweeps, single runs or all of outputs/; `key=value` overrides conf/report.yaml.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from study.errors import StudyError
+
+
+def main(argv: list[str]) -> int:
+    from report import config
+
+    # 1. what to read, where to write, what to ask (checked before anything heavy is imported)
+    dirs, cfg = config.parse(argv)
+    from report import collect, figures, frontier, render
+    out = Path(cfg.out)
+    costs = dict(cfg.costs)
+
+    # 2. every train run under the directories -> one tidy table (failed and incomplete runs included)
+    runs = collect.collect(dirs, cfg.accuracy, costs["energy"], exclude=[out])
+    if runs.table.empty:
+        raise StudyError(f"no train run found under {', '.join(map(str, dirs))} (a run directory holds metrics.json or .hydra/ from train.py)")
+    for note in runs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    runs.table.to_csv(out / "results.csv", index=False)
+    runs.costs.to_csv(out / "costs.csv", index=False)
+
+    # 3. the paper's figures, per dataset
+    drawn = figures.draw(runs.table, out / "figures", costs, cfg.statuses, cfg.figures.formats, cfg.figures.dpi)
+
+    # 4. the frontier, the answer within the budget, bigger model vs longer input
+    fronts = frontier.frontiers(runs.table, costs, cfg.statuses)
+    answers = frontier.answer(runs.table, dict(cfg.budget), costs, cfg.statuses)
+    steps = frontier.steps(runs.table, costs, cfg.statuses)
+    summary = frontier.comparison_summary(steps)
+    steps.to_csv(out / "steps.csv", index=False)
+
+    # 5. report.md and report.html
+    doc = render.build(runs, drawn, fronts, answers, steps, summary, cfg, out, argv, time.strftime("%Y-%m-%d %H:%M"))
+    md, page = render.write(doc, out)
+
+    for a in answers:
+        print(a.sentence)
+    print(f"{len(runs.table)} runs -> {out / 'results.csv'}, {md}, {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

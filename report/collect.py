@@ -1,0 +1,337 @@
+"""Run directories -> the tidy table: one row per train run, joined with its infer record.
+
+A train run directory is one that train.py made: it holds `metrics.json` of kind `train`, or (a job that never got
+to write one) `.hydra/` of a `train` job. Identity comes from metrics.json where the run recorded it (what actually
+ran: e.g. the batch size `paper` resolved to) and from `.hydra/config.yaml` otherwise, so failed runs, which record
+little, still say what they were. `<run>/infer/metrics.json` (infer.py) adds the validation score of the best
+checkpoint and the inference costs.
+
+Nothing is dropped: a failed, out-of-memory, interrupted or incomplete run is a row with its status and error; a
+directory that holds no run is a note.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from study import record
+
+TASK_METRIC = {"summarization": "rgm", "qa": "f1"}
+METRIC_LABEL = {"rgm": "Rgm", "f1": "F1", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
+SKIP_DIRS = {"checkpoints", "logs", "model", "infer", ".hydra", "lightning_logs", "__pycache__"}
+RECENT_S = 600  # an incomplete run whose record changed this recently may still be running
+
+IDENTITY = [
+    "model", "family", "parameters", "pretrained", "dataset", "task", "seq_len",
+    "batch_size", "batch_size_source", "accumulate_grad_batches", "effective_batch_size",
+    "strategy", "devices", "num_nodes", "precision", "attn_impl", "seed",
+]
+ACCURACY = ["metric", "metric_value", "accuracy_source", "rouge1", "rouge2", "rougeL", "rgm", "f1", "train_best_value", "infer_status"]
+PROGRESS = ["best_step", "global_step", "epochs", "stopped_early"]
+COST_SOURCES = [f"{name}_source" for name in record.COSTS]  # how each figure was obtained (or why it is unknown)
+COLUMNS = [
+    "label", "status", "error", *IDENTITY, *ACCURACY, *PROGRESS, *record.COSTS, "energy_source", "estimated",
+    "sweep", "job", "overrides", "run_dir", *COST_SOURCES,
+]
+COST_COLUMNS = ["run_dir", "label", "record", "cost", "value", "unit", "source"]
+
+
+@dataclass
+class Collection:
+    table: pd.DataFrame  # results.csv
+    costs: pd.DataFrame  # costs.csv: every recorded cost figure, long form (run, record, cost, value, unit, source)
+    notes: list[str] = field(default_factory=list)  # directories skipped, and why
+
+
+# ---- finding runs ------------------------------------------------------------------------------------------------
+def _read_json(path: Path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        record.validate(data, str(path))
+        return data, None
+    except (OSError, ValueError) as e:
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _job_name(directory: Path) -> str | None:
+    try:
+        with open(directory / ".hydra" / "hydra.yaml") as f:
+            return ((yaml.safe_load(f) or {}).get("hydra") or {}).get("job", {}).get("name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def classify(directory: Path) -> str:
+    """'train' (a train run), 'other' (a record that is not a train run: infer, score) or 'none'."""
+    metrics = directory / record.FILENAME
+    if metrics.exists():
+        data, _ = _read_json(metrics)
+        if data is None:  # unreadable: a run that broke while writing, or not ours
+            return "train" if (directory / ".hydra").is_dir() and _job_name(directory) in (None, "train") else "other"
+        return "train" if data.get("kind") == "train" else "other"
+    if (directory / ".hydra" / "config.yaml").exists() and _job_name(directory) == "train":
+        return "train"  # a train job that never wrote its record
+    return "none"
+
+
+def find_runs(dirs: list[Path], exclude: list[Path] = ()) -> tuple[list[Path], list[str]]:
+    """Train run directories at or under each directory, each once, and notes on what was skipped."""
+    exclude = {p.resolve() for p in exclude}
+    runs: dict[Path, None] = {}
+    notes: list[str] = []
+
+    def walk(d: Path) -> int:
+        if d.resolve() in exclude:
+            return 0
+        kind = classify(d)
+        if kind == "train":
+            runs.setdefault(d.resolve(), None)
+            return 1
+        if kind == "other":
+            if d.name != "infer":  # <run>/infer belongs to its run; anything else is worth a note
+                notes.append(f"{d}: skipped, its metrics.json is not a train run's (an infer/score record or unreadable)")
+            return 0
+        found = 0
+        for child in sorted(p for p in d.iterdir() if p.is_dir()):
+            if child.name.startswith(".") or child.name in SKIP_DIRS:
+                continue
+            found += walk(child)
+        return found
+
+    for d in dirs:
+        if walk(d) == 0:
+            notes.append(f"{d}: skipped, not a run directory and holds none (a run directory holds metrics.json or .hydra/ from train.py)")
+    return list(runs), notes
+
+
+# ---- one run -> one row --------------------------------------------------------------------------------------------
+def _config(directory: Path) -> tuple[dict, list[str]]:
+    cfg, overrides = {}, []
+    try:
+        with open(directory / ".hydra" / "config.yaml") as f:
+            cfg = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        pass
+    try:
+        with open(directory / ".hydra" / "overrides.yaml") as f:
+            overrides = [str(o) for o in (yaml.safe_load(f) or [])]
+    except (OSError, yaml.YAMLError):
+        pass
+    return cfg, overrides
+
+
+def _plain(value):
+    """A config value, or None when it is an unresolved interpolation such as ${strategy.devices}."""
+    if isinstance(value, str) and "${" in value:
+        return None
+    return value
+
+
+def _get(cfg: dict, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return _plain(node)
+
+
+def _from_config(cfg: dict) -> dict:
+    strategy = cfg.get("strategy") or {}
+    batch = _get(cfg, "batch_size")
+    accumulate = _get(cfg, "strategy.accumulate_grad_batches")
+    devices, nodes = _get(cfg, "strategy.devices"), _get(cfg, "strategy.num_nodes")
+    effective = None
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (batch, accumulate, devices, nodes)) and devices > 0:
+        effective = batch * accumulate * devices * nodes
+    task = _get(cfg, "data.task")
+    return {
+        "model": _get(cfg, "model.name"), "family": _get(cfg, "model.family"), "pretrained": _get(cfg, "model.pretrained"),
+        "dataset": _get(cfg, "data.name"), "task": task, "seq_len": _get(cfg, "seq_len"),
+        "batch_size": batch if isinstance(batch, int) else None,
+        "batch_size_source": ("config" if isinstance(batch, int) else f"config: {batch} (not resolved: the run did not get that far)") if batch is not None else None,
+        "accumulate_grad_batches": accumulate, "effective_batch_size": effective,
+        "strategy": strategy.get("name") if isinstance(strategy, dict) else None, "devices": devices, "num_nodes": nodes,
+        "precision": _get(cfg, "strategy.precision"), "attn_impl": _get(cfg, "model.attn_impl"), "seed": _get(cfg, "seed"),
+        "metric": TASK_METRIC.get(task),
+    }
+
+
+def _value(costs: dict, name: str):
+    m = costs.get(name)
+    if not isinstance(m, dict) or m.get("value") is None:
+        return None
+    try:
+        v = float(m["value"])
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def estimated(name: str, sources: dict, seen: frozenset = frozenset()) -> bool:
+    """Whether a figure is an estimate: its source says so, or it is derived from one that is
+    (power_efficiency = train_samples_per_s / avg_power_w, where avg_power_w comes from estimated energy)."""
+    source = str(sources.get(name) or "").lower()
+    if "estimated" in source:
+        return True
+    if source.startswith("derived") and name not in seen:
+        return any(estimated(other, sources, seen | {name}) for other in sources if other != name and re.search(rf"\b{other}\b", source))
+    return False
+
+
+def _status(train: dict | None, error: str | None, metrics: Path) -> tuple[str, str | None]:
+    if train is None:
+        if error:
+            return "incomplete", f"metrics.json unreadable ({error})"
+        return "incomplete", "no metrics.json: the job never started its record"
+    status = train.get("status")
+    if status == "running":
+        age = time.time() - metrics.stat().st_mtime
+        hint = f"; its record changed {age:.0f} s ago, so it may still be running" if age < RECENT_S else ""
+        return "incomplete", f"status 'running' with no end recorded: killed or still running{hint}"
+    return status, train.get("error")
+
+
+def load_run(directory: Path, accuracy: str = "infer", energy_cost: str = "energy_kwh") -> tuple[dict, list[dict]]:
+    """(row, cost rows) of one train run directory."""
+    cfg, overrides = _config(directory)
+    train, train_error = (None, None)
+    if (directory / record.FILENAME).exists():
+        train, train_error = _read_json(directory / record.FILENAME)
+    infer, _ = _read_json(directory / "infer" / record.FILENAME) if (directory / "infer" / record.FILENAME).exists() else (None, None)
+    if infer is not None and infer.get("kind") != "infer":
+        infer = None
+    train = train if train is None or train.get("kind") == "train" else None
+
+    row = {c: None for c in COLUMNS}
+    row.update(_from_config(cfg))
+    rec = train or {}
+    for key in IDENTITY:
+        src = "data" if key == "dataset" else key
+        if rec.get(src) is not None:
+            row[key] = rec[src]
+    if rec.get("batch_size") is not None:
+        row["batch_size_source"] = rec.get("batch_size_source") or "recorded"
+    for key in ("parameters", "attn_impl", "model", "family", "pretrained"):  # infer rebuilt the model: as good a source
+        if row[key] is None and infer and infer.get(key) is not None:
+            row[key] = infer[key]
+    row["metric"] = rec.get("metric") or (infer or {}).get("metric") or row["metric"]
+    row["status"], row["error"] = _status(train, train_error, directory / record.FILENAME)
+    for key in PROGRESS:
+        row[key] = rec.get(key)
+
+    # accuracy: infer's validation score of the best checkpoint, else train's best validation
+    metric = row["metric"]
+    row["train_best_value"] = rec.get(metric) if metric else None
+    row["infer_status"] = infer.get("status") if infer else None
+    if accuracy == "infer" and infer and infer.get("status") == "ok" and metric and infer.get(metric) is not None:
+        chosen = infer
+        row["accuracy_source"] = f"infer: validation score of the {infer.get('checkpoint') or 'best'} checkpoint, batch {infer.get('eval_batch_size', '?')}"
+    else:
+        chosen = rec
+        why = "accuracy=train" if accuracy == "train" else (
+            "no infer record" if infer is None else f"infer {infer.get('status')}" + (f": {infer.get('error')}" if infer.get("error") else "")
+        )
+        row["accuracy_source"] = f"train: best validation score during the fit ({why})" if metric and rec.get(metric) is not None else None
+    for key in ("rouge1", "rouge2", "rougeL", "rgm", "f1"):
+        row[key] = chosen.get(key)
+    row["metric_value"] = chosen.get(metric) if metric and row["accuracy_source"] else None
+
+    # costs: the inference figures from the infer record (train's if it alone has one), every other figure from the
+    # train record only: the GPU, CPU and energy figures an infer record also holds describe inference, not training
+    # (Figure 6 is about training). costs.csv keeps every figure of both records.
+    cost_rows, merged = [], {}
+    for kind, data in (("train", rec), ("infer", infer or {})):
+        for name, m in (data.get("costs") or {}).items():
+            cost_rows.append({"record": kind, "cost": name, "value": _value(data["costs"], name), "unit": m.get("unit"), "source": m.get("source")})
+            inference = "inference" in name
+            if name in record.COSTS and (kind == "train" and name not in merged or kind == "infer" and inference):
+                if kind == "infer" and name in merged and _value(data["costs"], name) is None:
+                    continue  # keep a known figure over an unknown one
+                merged[name] = m
+    sources = {name: (merged.get(name) or {}).get("source") for name in record.COSTS}
+    if infer is None or infer.get("status") != "ok":
+        why = "no infer record (python infer.py run_dir=<run>)" if infer is None else f"infer {infer.get('status')}"
+        for name in record.COSTS:
+            if "inference" in name and _value(merged, name) is None:
+                sources[name] = f"not recorded: {why}"
+    for name in record.COSTS:
+        row[name] = _value(merged, name)
+        row[f"{name}_source"] = sources[name]
+    row["energy_source"] = sources.get(energy_cost)
+    row["estimated"] = ", ".join(n for n in record.COSTS if row[n] is not None and estimated(n, sources)) or None
+
+    row["job"] = directory.name
+    row["sweep"] = directory.parent.name
+    row["overrides"] = " ".join(overrides) or None
+    row["run_dir"] = str(directory)
+    for c in cost_rows:
+        c["run_dir"] = str(directory)
+    return row, cost_rows
+
+
+def _labels(table: pd.DataFrame) -> pd.Series:
+    """`model @ seq_len`; where that is not unique in a dataset, what tells the runs apart is added in brackets:
+    the effective batch, the status of runs that did not finish, the sweep, the seed, ... and at last a number."""
+    def part(r, key):
+        v = r[key]
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            return ""
+        if key == "status":
+            return "" if v == "ok" else str(v)
+        return {"effective_batch_size": f"batch {v}", "sweep": f"sweep {v}", "seed": f"seed {v}"}.get(key, str(v))
+
+    base = table.apply(
+        lambda r: f"{r['model'] if isinstance(r['model'], str) else '?'} @ {int(r['seq_len']) if not pd.isna(r['seq_len']) else '?'}", axis=1
+    )
+    labels = base.copy()
+    for _, group in table.groupby([table["dataset"].astype(str), base], sort=False):
+        if len(group) < 2:
+            continue
+        parts = {i: [] for i in group.index}
+        for key in ("effective_batch_size", "status", "sweep", "seed", "precision", "strategy", "attn_impl", "job"):
+            values = {i: part(table.loc[i], key) for i in group.index}
+            if len(set(values.values())) > 1:
+                for i in group.index:
+                    parts[i].append(values[i])
+            if len({tuple(p) for p in parts.values()}) == len(group):
+                break
+        seen: dict[tuple, int] = {}
+        for i in group.index:
+            key = tuple(parts[i])
+            seen[key] = seen.get(key, 0) + 1
+            words = [p for p in parts[i] if p] + ([f"#{seen[key]}"] if sum(tuple(q) == key for q in parts.values()) > 1 else [])
+            labels[i] = base[i] + (f" ({', '.join(words)})" if words else "")
+    return labels
+
+
+def collect(dirs: list[Path], accuracy: str = "infer", energy_cost: str = "energy_kwh", exclude: list[Path] = ()) -> Collection:
+    runs, notes = find_runs(dirs, exclude)
+    rows, cost_rows = [], []
+    for run in runs:
+        row, costs = load_run(run, accuracy, energy_cost)
+        rows.append(row)
+        cost_rows += costs
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    if len(table):
+        for c in ("parameters", "seq_len", "batch_size", "accumulate_grad_batches", "effective_batch_size", "best_step", "global_step", "seed", "num_nodes"):
+            table[c] = pd.to_numeric(table[c], errors="coerce").astype("Int64")
+        for c in ["metric_value", "train_best_value", "rouge1", "rouge2", "rougeL", "rgm", "f1", "epochs", *record.COSTS]:
+            table[c] = pd.to_numeric(table[c], errors="coerce").astype(float)
+        order = table.assign(_d=table["dataset"].fillna("~").astype(str), _m=table["model"].fillna("~").astype(str))
+        table = table.loc[order.sort_values(["_d", "parameters", "_m", "seq_len", "run_dir"], na_position="last").index]
+        table = table.reset_index(drop=True)
+        table["label"] = _labels(table)
+    costs = pd.DataFrame(cost_rows, columns=COST_COLUMNS)
+    if len(costs):
+        costs["label"] = costs["run_dir"].map(dict(zip(table["run_dir"], table["label"])))
+    return Collection(table, costs, notes)

@@ -1,0 +1,117 @@
+"""The command line of report.py: directories, then `key=value` overrides of conf/report.yaml, all checked up front.
+
+Bad input raises StudyError with one line that names the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from study import record
+from study.errors import StudyError
+
+CONF = Path(__file__).resolve().parent.parent / "conf" / "report.yaml"
+STATUSES = ("ok", "oom", "failed", "interrupted", "incomplete")  # as the report names them ("running" -> incomplete)
+FORMATS = ("png", "svg", "pdf")
+BUDGET_UNITS = {"kwh": "kWh", "train_hours": "hours", "min_inference_samples_per_s": "samples/s"}
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
+USAGE = "usage: python report.py <dir> [<dir> ...] [key=value ...]"
+
+
+def _leaves(node, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        keys += _leaves(value, f"{name}.") if isinstance(value, DictConfig) else [name]
+    return keys
+
+
+def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Directories and overrides. An argument is an override when it reads `key=value` with a plain dotted key and
+    is not an existing path (Hydra job directories such as `model=led_tiny,seq_len=128` contain `=` too)."""
+    dirs, overrides = [], []
+    for arg in argv:
+        if _KEY.match(arg) and not os.path.exists(arg):
+            overrides.append(arg)
+        else:
+            dirs.append(arg)
+    return dirs, overrides
+
+
+def _number(cfg: DictConfig, key: str, unit: str, minimum: float = 0.0, allow_null: bool = True):
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_null:
+        return None
+    try:
+        number = float(value)
+        ok = math.isfinite(number) and number >= minimum and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        null = " or null for no limit" if allow_null else ""
+        raise StudyError(f"{key}={value} is not allowed; give a number >= {minimum:g} ({unit}){null}")
+    return number
+
+
+def load(overrides: list[str]) -> DictConfig:
+    base = OmegaConf.load(CONF)
+    allowed = _leaves(base)
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        if key not in allowed:
+            raise StudyError(f"unknown key '{key}' in '{item}'; allowed keys: {', '.join(allowed)}")
+    try:
+        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
+    except Exception as e:  # noqa: BLE001 - OmegaConf's own errors are pages; say it in one line
+        raise StudyError(f"cannot read overrides {' '.join(overrides)}: {str(e).splitlines()[0]}") from None
+    check(cfg)
+    return cfg
+
+
+def check(cfg: DictConfig) -> None:
+    for key, unit in BUDGET_UNITS.items():
+        value = _number(cfg, f"budget.{key}", unit)
+        cfg.budget[key] = value
+    for axis, name in cfg.costs.items():
+        if name not in record.COSTS:
+            raise StudyError(f"costs.{axis}={name} is not a recorded cost; choose from: {', '.join(record.COSTS)}")
+    if cfg.accuracy not in ("infer", "train"):
+        raise StudyError(f"accuracy={cfg.accuracy} is not allowed; choose from: infer, train")
+    statuses = cfg.statuses if isinstance(cfg.statuses, ListConfig) else [cfg.statuses]
+    for status in statuses:
+        if status not in STATUSES:
+            raise StudyError(f"statuses={status} is not a status; choose from: {', '.join(STATUSES)}")
+    cfg.statuses = list(statuses)
+    formats = cfg.figures.formats if isinstance(cfg.figures.formats, ListConfig) else [cfg.figures.formats]
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise StudyError(f"figures.formats={fmt} is not allowed; choose from: {', '.join(FORMATS)}")
+    if "png" not in formats:
+        formats = ["png", *formats]  # report.md and report.html show the PNGs
+    cfg.figures.formats = list(formats)
+    cfg.figures.dpi = int(_number(cfg, "figures.dpi", "dots per inch", minimum=30, allow_null=False))
+    if cfg.out is not None and not str(cfg.out).strip():
+        raise StudyError("out= is empty; give a directory, or null for <first dir>/report")
+
+
+def parse(argv: list[str]) -> tuple[list[Path], DictConfig]:
+    dirs, overrides = split_args(argv)
+    if not dirs:
+        raise StudyError(f"no directory given; {USAGE} (a sweep, a run or outputs/)")
+    paths = []
+    for d in dirs:
+        path = Path(d).expanduser()
+        if not path.exists():
+            raise StudyError(f"{d} does not exist; give run directories, sweep directories or outputs/")
+        if not path.is_dir():
+            raise StudyError(f"{d} is not a directory; give run directories, sweep directories or outputs/")
+        paths.append(path)
+    cfg = load(overrides)
+    if cfg.out is None:
+        cfg.out = str(paths[0] / "report")
+    return paths, cfg

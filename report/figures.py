@@ -1,0 +1,232 @@
+"""The paper's figures, per dataset, from the table: the task metric against each cost.
+
+    <dataset>_efficiency  Figures 1-5: power efficiency, training energy, training speed, inference speed
+    <dataset>_hardware    Figure 6: GPU utilization, GPU memory, training time
+
+One colour per model (the same across datasets), the input length written at each point, units on the axes,
+PNG and SVG. A cost that no run measured is never drawn as zeros: its panel says "not measured", and a figure
+whose every panel is unmeasured is not drawn at all (the manifest says why). draw() returns what each panel
+plotted, point by point, and writes the same to figures.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
+
+from report.collect import METRIC_LABEL  # noqa: E402
+from report.frontier import usable  # noqa: E402
+from study import record  # noqa: E402
+
+FIGURES = {
+    "efficiency": ("Figures 1-5", ["power_efficiency", "energy", "train_speed", "inference_speed"]),
+    "hardware": ("Figure 6", ["gpu_utilization", "gpu_memory", "train_time"]),
+}
+NAMES = {  # x-axis names of the record's cost figures; the unit comes from record.COSTS
+    "power_efficiency": "Power efficiency", "energy_kwh": "Training energy", "energy_train_kwh": "Training energy, steps only",
+    "nvml_energy_kwh": "Training energy (NVML)", "train_samples_per_s": "Training speed", "train_tokens_per_s": "Training speed",
+    "inference_samples_per_s": "Inference speed", "gpu_utilization_pct": "Average GPU utilization",
+    "gpu_memory_used_gib": "Average GPU memory used", "peak_memory_allocated_gib": "Peak GPU memory allocated",
+    "train_time_s": "Training time", "train_time_excl_validation_s": "Training time, validation excluded",
+    "time_to_best_s": "Time to best checkpoint", "avg_power_w": "Average power", "joules_per_sample": "Training energy per sample",
+    "cpu_utilization_pct": "Average CPU utilization", "energy_inference_kwh": "Inference energy", "inference_time_s": "Inference time",
+}
+MARKERS = {"led": "o", "bigbird_pegasus": "s"}
+MANIFEST = "figures.json"
+
+
+def x_label(cost: str, runs: pd.DataFrame | None = None) -> str:
+    """The cost's name and unit, and `estimated` when the plotted figures are estimates rather than measurements."""
+    label = f"{NAMES.get(cost, cost)} ({record.COSTS[cost]})"
+    if runs is not None and len(runs):
+        known = runs[runs[cost].notna()]
+        flags = known["estimated"].fillna("").map(lambda e: cost in [x.strip() for x in e.split(",")])
+        if len(known) and flags.all():
+            label += ", estimated"
+        elif flags.any():
+            label += ", partly estimated"
+    return label
+
+
+def unknown_reason(runs: pd.DataFrame, cost: str) -> str | None:
+    """Why a cost is unknown, when every unknown run gives the same reason (e.g. `not applicable: no GPU in use`)."""
+    column = f"{cost}_source"
+    if column not in runs:
+        return None
+    reasons = set(runs.loc[runs[cost].isna(), column].dropna())
+    return reasons.pop() if len(reasons) == 1 else None
+
+
+def y_label(metric: str) -> str:
+    return f"{METRIC_LABEL.get(metric, metric)}, validation (0-100)"
+
+
+def model_colours(table: pd.DataFrame) -> dict:
+    """One colour per model, the same in every figure: models ordered by family, then size."""
+    known = table.dropna(subset=["model"])
+    family_order = {f: i for i, f in enumerate(MARKERS)}  # LED first, as in the paper
+    models = (
+        known.assign(_f=known["family"].map(family_order).fillna(len(family_order)), _p=pd.to_numeric(known["parameters"], errors="coerce"))
+        .sort_values(["_f", "_p", "model"], na_position="last")["model"].drop_duplicates().tolist()
+    )
+    palette = plt.get_cmap("tab10").colors
+    return {m: palette[i % len(palette)] for i, m in enumerate(models)}
+
+
+def _params(n) -> str:
+    if n is None or pd.isna(n):
+        return ""
+    n = float(n)
+    return f" ({n / 1e9:.2f}B params)" if n >= 1e9 else f" ({n / 1e6:.1f}M params)" if n >= 1e6 else f" ({n / 1e3:.0f}k params)"
+
+
+def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel: str, slug: str) -> dict:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(y_label(metric))
+    ax.grid(True, alpha=0.3)
+    known = runs[runs[cost].notna()]
+    unknown = runs.loc[runs[cost].isna(), "label"].tolist()
+    points, texts = [], []
+    if known.empty:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        reason = unknown_reason(runs, cost)
+        text = "not measured\nin these runs" + (f"\n({textwrap.fill(reason, 34)})" if reason else "")
+        ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="0.35")
+        return {"cost": cost, "xlabel": xlabel, "measured": False, "n_points": 0, "unknown": unknown, "reason": reason, "points": []}
+    for model, group in known.groupby("model", sort=False):
+        group = group.sort_values("seq_len")
+        colour = colours.get(model, "black")
+        ax.plot(group[cost], group["metric_value"], "-", color=colour, alpha=0.35, linewidth=1.2, zorder=2)
+        scatter = ax.scatter(
+            group[cost], group["metric_value"], s=46, color=colour, marker=MARKERS.get(group["family"].iloc[0], "o"),
+            edgecolors="white", linewidths=0.6, zorder=3,
+        )
+        scatter.set_gid(f"points-{slug}-{model}")
+        for _, r in group.iterrows():
+            texts.append(ax.annotate(
+                str(int(r["seq_len"])), (r[cost], r["metric_value"]), xytext=(5, 4), textcoords="offset points",
+                fontsize=8, color=colour, zorder=4,
+            ))
+            points.append({"label": r["label"], "model": model, "seq_len": int(r["seq_len"]), "x": float(r[cost]), "y": float(r["metric_value"])})
+    ax.margins(x=0.15, y=0.12)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 5), useMathText=True)
+    ax._seq_len_labels = texts  # declutter() moves them apart once the figure is laid out
+    if unknown:
+        ax.text(
+            0.01, 0.01, f"not measured: {len(unknown)} run{'s' if len(unknown) > 1 else ''}", transform=ax.transAxes,
+            fontsize=7, color="0.4", va="bottom",
+        )
+    return {"cost": cost, "xlabel": xlabel, "measured": True, "n_points": len(points), "unknown": unknown, "points": points}
+
+
+LABEL_SPOTS = [(5, 4, "left"), (5, -12, "left"), (-5, 4, "right"), (-5, -12, "right"), (5, 13, "left"), (-5, 13, "right"),
+               (5, -21, "left"), (-5, -21, "right"), (0, 22, "center"), (0, -30, "center")]
+
+
+def declutter(fig) -> None:
+    """Place each input-length label next to its point where it covers neither another label nor any marker: the
+    first free spot of LABEL_SPOTS (offsets in points), else where it was."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pad = 4.5 * fig.dpi / 72  # a marker's half-width in pixels
+    for ax in fig.axes:
+        labels = getattr(ax, "_seq_len_labels", [])
+        if not labels:
+            continue
+        markers = []
+        for collection in ax.collections:
+            for x, y in ax.transData.transform(collection.get_offsets()):
+                markers.append(Bbox.from_extents(x - pad, y - pad, x + pad, y + pad))
+        placed = []
+        for text in labels:
+            for dx, dy, ha in LABEL_SPOTS:
+                text.set_position((dx, dy))
+                text.set_horizontalalignment(ha)
+                box = text.get_window_extent(renderer)
+                if not any(box.overlaps(other) for other in placed + markers):
+                    break
+            else:
+                text.set_position(LABEL_SPOTS[0][:2])
+                text.set_horizontalalignment("left")
+                box = text.get_window_extent(renderer)
+            placed.append(box)
+
+
+def _remove_previous(directory: Path) -> None:
+    """Figures of an earlier report in the same place, so that none of them is left over from other runs."""
+    manifest = directory / MANIFEST
+    if not manifest.exists():
+        return
+    try:
+        previous = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return
+    for fig in previous:
+        for path in (fig.get("files") or {}).values():
+            p = directory / Path(path).name
+            if p.exists():
+                p.unlink()
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
+
+
+def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), formats=("png", "svg"), dpi: int = 150) -> list[dict]:
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_previous(directory)
+    runs = usable(table, statuses)
+    colours = model_colours(table)
+    figures = []
+    for dataset, group in runs.groupby("dataset", sort=True):
+        metric = group["metric"].iloc[0]
+        for name, (paper, axes_keys) in FIGURES.items():
+            info = {"dataset": dataset, "figure": name, "paper": paper, "metric": metric, "files": {}, "panels": []}
+            panel_costs = [costs[k] for k in axes_keys]
+            if all(group[c].isna().all() for c in panel_costs):
+                info["omitted"] = f"not drawn: none of {', '.join(panel_costs)} was measured in these runs"
+                figures.append(info)
+                continue
+            ncols = 2 if len(axes_keys) == 4 else len(axes_keys)
+            nrows = -(-len(axes_keys) // ncols)
+            fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows + 0.8), squeeze=False, layout="constrained")
+            for ax, key in zip(axes.flat, axes_keys):
+                cost = costs[key]
+                label = x_label(cost, group)
+                info["panels"].append({"axis": key, **_panel(ax, group, cost, metric, colours, label, slug(key))})
+            present = group.drop_duplicates("model").set_index("model")
+            handles = [
+                plt.Line2D([], [], color=colour, marker=MARKERS.get(present.at[m, "family"], "o"), linestyle="-", markersize=7,
+                           label=f"{m}{_params(present.at[m, 'parameters'])}")
+                for m, colour in colours.items() if m in present.index
+            ]
+            fig.suptitle(
+                f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. cost, as in {paper} of the paper\n"
+                "one colour per model; the number at each point is its input length (tokens)",
+                fontsize=11,
+            )
+            fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
+            declutter(fig)
+            base = f"{slug(dataset)}_{name}"
+            for fmt in formats:
+                path = directory / f"{base}.{fmt}"
+                fig.savefig(path, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+                info["files"][fmt] = str(path)
+            plt.close(fig)
+            figures.append(info)
+    tmp = directory / f".{MANIFEST}.{os.getpid()}"
+    tmp.write_text(json.dumps(figures, indent=2) + "\n")
+    os.replace(tmp, directory / MANIFEST)
+    return figures

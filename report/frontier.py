@@ -1,0 +1,332 @@
+"""The study's question, answered from the table: Pareto-optimal configurations per dataset for each cost, the most
+accurate configuration within a budget, and the paper's comparison - each step up in accuracy bought with a bigger
+model or with a longer input, and what it cost.
+
+Only runs that count (status in `statuses`, default ok) with a known accuracy take part. A cost that was not
+measured (null) is unknown, never zero: such a run is left out of that cost's frontier and cannot be shown to fit a
+limit on that cost; both are said, with the runs named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from report.collect import METRIC_LABEL
+
+# the three costs of the frontier and the budget: axis (a key of cfg.costs) -> better direction, budget key, scale to its unit
+FRONTIER_AXES = {
+    "energy": {"minimize": True, "budget": "kwh", "scale": 1.0, "noun": "training energy"},
+    "train_time": {"minimize": True, "budget": "train_hours", "scale": 1 / 3600, "noun": "training time"},
+    "inference_speed": {"minimize": False, "budget": "min_inference_samples_per_s", "scale": 1.0, "noun": "inference speed"},
+}
+DISPLAY_UNIT = {"kwh": "kWh", "train_hours": "h", "min_inference_samples_per_s": "samples/s"}
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A number for a sentence or a table: 3 significant digits, no exponent for everyday magnitudes; — if unknown."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "—"
+    value = float(value)
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude >= 6 or magnitude <= -5:
+        return f"{value:.{digits - 1}e}"
+    decimals = max(0, digits - 1 - magnitude)
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def usable(table: pd.DataFrame, statuses=("ok",)) -> pd.DataFrame:
+    """Runs that count: their status is one of `statuses` and their accuracy is known."""
+    if table.empty:
+        return table
+    return table[table["status"].isin(list(statuses)) & table["metric_value"].notna()]
+
+
+def pareto(df: pd.DataFrame, accuracy: str, cost: str, minimize: bool = True) -> pd.DataFrame:
+    """The configurations no other one beats: none is at least as accurate and at least as cheap, and better in one.
+    Rows with an unknown cost or accuracy are not considered. Sorted from cheapest to dearest."""
+    known = df[df[accuracy].notna() & df[cost].notna()]
+    keep = []
+    for i, row in known.iterrows():
+        a, c = row[accuracy], row[cost]
+        for j, other in known.iterrows():
+            if i == j:
+                continue
+            b, d = other[accuracy], other[cost]
+            cheaper_or_same = d <= c if minimize else d >= c
+            strictly = (d < c if minimize else d > c) or b > a
+            if b >= a and cheaper_or_same and strictly:
+                break
+        else:
+            keep.append(i)
+    out = known.loc[keep]
+    return out.sort_values([cost, accuracy], ascending=[minimize, False])
+
+
+@dataclass
+class Frontier:
+    dataset: str
+    metric: str
+    axis: str  # energy | train_time | inference_speed
+    cost: str  # the record.COSTS name
+    minimize: bool
+    rows: pd.DataFrame  # the Pareto set, cheapest first
+    unknown: list[str] = field(default_factory=list)  # labels of runs that count but whose cost is not measured
+
+
+def frontiers(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> list[Frontier]:
+    out = []
+    runs = usable(table, statuses)
+    for dataset, group in runs.groupby("dataset", sort=True):
+        metric = group["metric"].iloc[0]
+        for axis, spec in FRONTIER_AXES.items():
+            cost = costs[axis]
+            out.append(Frontier(
+                dataset, metric, axis, cost, spec["minimize"], pareto(group, "metric_value", cost, spec["minimize"]),
+                unknown=list(group.loc[group[cost].isna(), "label"]),
+            ))
+    return out
+
+
+# ---- the answer ----------------------------------------------------------------------------------------------------
+@dataclass
+class Answer:
+    dataset: str
+    metric: str
+    best: pd.Series | None  # the chosen run, None when nothing fits
+    limits: dict  # budget key -> value, only the limits that are set
+    considered: int  # runs that count on this dataset
+    fitting: int  # of which fit every limit
+    unknown: dict  # budget key -> labels of runs left out because that cost is not measured
+    closest: pd.Series | None = None  # when nothing fits: the run that comes nearest
+    sentence: str = ""
+
+
+def _rank(df: pd.DataFrame, costs: dict) -> pd.DataFrame:
+    """Most accurate first; ties go to the cheaper (energy, then training time), then the smaller, then the shorter."""
+    return df.sort_values(
+        ["metric_value", costs["energy"], costs["train_time"], "parameters", "seq_len"],
+        ascending=[False, True, True, True, True], na_position="last",
+    )
+
+
+def _limit_text(key: str, value: float) -> str:
+    if key == "min_inference_samples_per_s":
+        return f"at least {fmt(value)} inference samples/s"
+    return f"{fmt(value)} {DISPLAY_UNIT[key]} of {'training energy' if key == 'kwh' else 'training time'}"
+
+
+def duration(seconds) -> str:
+    """A training time as people say it: 42 s, 3.5 min, 14 h."""
+    if seconds is None or pd.isna(seconds):
+        return "—"
+    if seconds < 120:
+        return f"{fmt(seconds)} s"
+    if seconds < 7200:
+        return f"{fmt(seconds / 60)} min"
+    return f"{fmt(seconds / 3600)} h"
+
+
+def is_estimated(run: pd.Series, cost: str) -> bool:
+    flags = run.get("estimated")
+    return isinstance(flags, str) and cost in [x.strip() for x in flags.split(",")]
+
+
+def _cost_text(run: pd.Series, costs: dict) -> str:
+    parts = []
+    if not pd.isna(run.get(costs["energy"])):
+        parts.append(f"{fmt(run[costs['energy']])} kWh" + (" (estimated)" if is_estimated(run, costs["energy"]) else ""))
+    if not pd.isna(run.get(costs["train_time"])):
+        parts.append(f"{duration(run[costs['train_time']])} of training" + (" (estimated)" if is_estimated(run, costs["train_time"]) else ""))
+    if not pd.isna(run.get(costs["inference_speed"])):
+        parts.append(f"{fmt(run[costs['inference_speed']])} inference samples/s" + (" (estimated)" if is_estimated(run, costs["inference_speed"]) else ""))
+    return ", ".join(parts)
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def answer(table: pd.DataFrame, budget: dict, costs: dict, statuses=("ok",)) -> list[Answer]:
+    """Per dataset: the most accurate configuration within every limit that is set (all of them at once)."""
+    limits = {k: v for k, v in budget.items() if v is not None}
+    axis_of = {spec["budget"]: axis for axis, spec in FRONTIER_AXES.items()}
+    answers = []
+    for dataset, group in usable(table, statuses).groupby("dataset", sort=True):
+        metric = group["metric"].iloc[0]
+        fits = pd.Series(True, index=group.index)
+        unknown = {}
+        for key, limit in limits.items():
+            axis = axis_of[key]
+            column = costs[axis]
+            value = group[column] * FRONTIER_AXES[axis]["scale"]
+            unknown[key] = list(group.loc[value.isna(), "label"])
+            fits &= value.notna() & ((value >= limit) if key == "min_inference_samples_per_s" else (value <= limit))
+        inside = group[fits]
+        best = _rank(inside, costs).iloc[0] if len(inside) else None
+        a = Answer(dataset, metric, best, limits, len(group), len(inside), unknown)
+        if best is None and limits:
+            a.closest = _closest(group, limits, costs)
+        a.sentence = sentence(a, costs)
+        answers.append(a)
+    return answers
+
+
+def _closest(group: pd.DataFrame, limits: dict, costs: dict) -> pd.Series | None:
+    """The run that misses the budget by the least (largest ratio of need to limit), among runs measured on every limit."""
+    axis_of = {spec["budget"]: axis for axis, spec in FRONTIER_AXES.items()}
+    ratios = {}
+    for key, limit in limits.items():
+        axis = axis_of[key]
+        value = group[costs[axis]] * FRONTIER_AXES[axis]["scale"]
+        if key == "min_inference_samples_per_s":
+            ratios[key] = limit / value.where(value > 0)
+        else:
+            ratios[key] = value / limit if limit > 0 else value.where(value <= 0, math.inf)
+    worst = pd.DataFrame(ratios).max(axis=1, skipna=False)  # not measured on any limit: cannot say how near it is
+    worst = worst.dropna()
+    return group.loc[worst.idxmin()] if len(worst) else None
+
+
+def sentence(a: Answer, costs: dict) -> str:
+    """The answer in one plain sentence."""
+    metric = METRIC_LABEL.get(a.metric, a.metric)
+    if not a.limits:
+        run = a.best
+        return (
+            f"With no budget set, the most accurate configuration on {a.dataset} is {run['label']} "
+            f"({metric} {fmt(run['metric_value'])}" + (f"; {_cost_text(run, costs)}" if _cost_text(run, costs) else "") + ")."
+        )
+    within = _join([_limit_text(k, v) for k, v in a.limits.items()])
+    left_out = sorted({label for labels in a.unknown.values() for label in labels})
+    unmeasured = [FRONTIER_AXES[ax]["noun"] for ax in FRONTIER_AXES if a.unknown.get(FRONTIER_AXES[ax]["budget"])]
+    if a.best is not None:
+        run = a.best
+        tail = f", leaving out {len(left_out)} of {a.considered} runs whose {_join(unmeasured)} was not measured" if left_out else ""
+        return (
+            f"Within {within}, the most accurate configuration on {a.dataset} is {run['label']} "
+            f"({metric} {fmt(run['metric_value'])}; {_cost_text(run, costs)}){tail}."
+        )
+    if len(left_out) == a.considered:
+        return (
+            f"Within {within}, no configuration on {a.dataset} can be shown to fit, because {_join(unmeasured)} "
+            f"was not measured for any of its {a.considered} runs."
+        )
+    near = f"; the nearest is {a.closest['label']} ({metric} {fmt(a.closest['metric_value'])}; {_cost_text(a.closest, costs)})" if a.closest is not None else ""
+    extra = f", and {len(left_out)} runs could not be checked because their {_join(unmeasured)} was not measured" if left_out else ""
+    return f"Within {within}, no configuration on {a.dataset} fits{near}{extra}."
+
+
+# ---- bigger model vs longer input ----------------------------------------------------------------------------------
+STEP_COLUMNS = [
+    "dataset", "metric", "from", "step", "to", "from_value", "to_value", "gain",
+    "d_energy_kwh", "d_train_time_s", "d_inference_samples_per_s", "inference_speed_change_pct", "kwh_per_point", "train_s_per_point",
+    "cheaper_way_up",
+]
+
+
+def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
+    """From every configuration (model, seq_len), the two ways up the paper compares: the same model at the next
+    longer input, and the next bigger model (by parameters; same family first) at the same input. Where a
+    (model, seq_len) was run more than once, its most accurate run stands for it."""
+    runs = _rank(usable(table, statuses), costs).drop_duplicates(["dataset", "model", "seq_len"])
+    rows = []
+    energy, ttime, ispeed = costs["energy"], costs["train_time"], costs["inference_speed"]
+    for dataset, group in runs.groupby("dataset", sort=True):
+        for _, a in group.sort_values(["parameters", "model", "seq_len"]).iterrows():
+            longer = group[(group["model"] == a["model"]) & (group["seq_len"] > a["seq_len"])].sort_values("seq_len")
+            same_len = group[(group["seq_len"] == a["seq_len"]) & (group["parameters"] > a["parameters"])]
+            family = same_len[same_len["family"] == a["family"]]
+            bigger = (family if len(family) else same_len).sort_values("parameters")
+            for kind, candidates in (("longer input", longer), ("bigger model", bigger)):
+                if not len(candidates):
+                    continue
+                b = candidates.iloc[0]
+                label = kind if kind == "longer input" or b["family"] == a["family"] else "bigger model (other family)"
+                gain = b["metric_value"] - a["metric_value"]
+                d_e, d_t, d_i = b[energy] - a[energy], b[ttime] - a[ttime], b[ispeed] - a[ispeed]
+                rows.append({
+                    "dataset": dataset, "metric": a["metric"], "from": a["label"], "step": label, "to": b["label"],
+                    "from_value": a["metric_value"], "to_value": b["metric_value"], "gain": gain,
+                    "d_energy_kwh": d_e, "d_train_time_s": d_t, "d_inference_samples_per_s": d_i,
+                    "inference_speed_change_pct": 100 * d_i / a[ispeed] if not pd.isna(d_i) and a[ispeed] > 0 else float("nan"),
+                    "kwh_per_point": d_e / gain if gain > 0 and not pd.isna(d_e) else float("nan"),
+                    "train_s_per_point": d_t / gain if gain > 0 and not pd.isna(d_t) else float("nan"),
+                })
+    out = pd.DataFrame(rows, columns=STEP_COLUMNS)
+    out["cheaper_way_up"] = out["cheaper_way_up"].astype(object)
+    # where both ways up exist from one configuration: which one bought its points for less
+    for (dataset, start), pair in out.groupby(["dataset", "from"]):
+        out.loc[pair.index, "cheaper_way_up"] = _cheaper(pair) if len(pair) > 1 else "only this way was run"
+    return out
+
+
+def _cheaper(pair: pd.DataFrame) -> str:
+    gained = pair[pair["gain"] > 0]
+    if gained.empty:
+        return "neither gained accuracy"
+    if len(gained) == 1:
+        return f"{gained['step'].iloc[0]}: the other lost accuracy"
+    for column, unit, noun in (("kwh_per_point", "kWh", "energy"), ("train_s_per_point", "s of training", "training time")):
+        if gained[column].notna().all():
+            best = gained.sort_values(column).iloc[0]
+            if best[column] <= 0:
+                return f"{best['step']}: more accurate for less {noun}"
+            return f"{best['step']}: {fmt(best[column])} {unit} per point"
+    return "unknown: cost not measured"
+
+
+def _median(rows: pd.DataFrame, column: str):
+    known = rows[column].dropna()
+    return known.median() if len(known) else None
+
+
+PER_POINT = (("d_energy_kwh", "kWh", "energy"), ("d_train_time_s", "s of training", "training time"))
+
+
+def _per_point(up: pd.DataFrame, column: str):
+    """Extra cost over points gained, summed over the steps that gained and whose cost is known: what a point
+    cost on the whole (a step that gained and also saved counts with its saving)."""
+    known = up[up[column].notna()]
+    return known[column].sum() / known["gain"].sum() if len(known) and known["gain"].sum() > 0 else None
+
+
+def comparison_summary(step_table: pd.DataFrame) -> list[str]:
+    """Per dataset, one sentence: per accuracy point gained, what a bigger model cost against a longer input (in
+    training energy where both are known, else in training time), and what each did to inference speed."""
+    lines = []
+    for dataset, group in step_table.groupby("dataset", sort=True):
+        metric = METRIC_LABEL.get(group["metric"].iloc[0], group["metric"].iloc[0])
+        kinds = {kind: group[group["step"].str.startswith(kind)] for kind in ("bigger model", "longer input")}
+        ups = {kind: rows[rows["gain"] > 0] for kind, rows in kinds.items()}
+        unit = None
+        for column, name, noun in PER_POINT:
+            if all(_per_point(up, column) is not None for kind, up in ups.items() if len(up)):
+                unit = (column, name, noun)
+                break
+        parts = []
+        for kind, rows in kinds.items():
+            if rows.empty:
+                parts.append(f"no {kind} step was run")
+                continue
+            other = (rows["step"] != kind).sum()
+            text = f"a {kind}{f' ({other} across model families)' if other else ''} gained {metric} in {len(ups[kind])} of {len(rows)} steps"
+            if unit and len(ups[kind]):
+                text += f" for {fmt(_per_point(ups[kind], unit[0]))} {unit[1]} per point"
+            speed = _median(rows, "inference_speed_change_pct")
+            if speed is not None:
+                text += f", inference speed {'+' if speed > 0 else ''}{fmt(speed, 2)}% (median)"
+            parts.append(text)
+        verdict = ""
+        if unit and all(len(up) for up in ups.values()):
+            cheaper = min(kinds, key=lambda k: _per_point(ups[k], unit[0]))
+            verdict = f": per point gained, a {cheaper} cost less {unit[2]}"
+        elif any(len(up) for up in ups.values()) and not unit:
+            verdict = " (the cost per point is unknown: training energy and time were not measured)"
+        lines.append(f"On {dataset}, " + "; ".join(parts) + verdict + ".")
+    return lines

@@ -1,0 +1,145 @@
+"""The frontier, the budget answer and bigger-model vs longer-input, on small tables whose answers can be checked by hand
+(the only place the report's tests use hand-written numbers; the rest run real sweeps)."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from report import frontier
+
+COSTS = {
+    "energy": "energy_kwh", "train_time": "train_time_s", "inference_speed": "inference_samples_per_s",
+    "power_efficiency": "power_efficiency", "train_speed": "train_samples_per_s",
+    "gpu_utilization": "gpu_utilization_pct", "gpu_memory": "gpu_memory_used_gib",
+}
+NAN = float("nan")
+
+
+def table(rows):
+    """(model, family, params, seq_len, rgm, kWh, train s, inference samples/s[, status])"""
+    out = []
+    for r in rows:
+        model, family, params, seq, acc, kwh, secs, speed, *status = r
+        out.append({
+            "label": f"{model} @ {seq}", "status": status[0] if status else "ok", "dataset": "gov_report", "metric": "rgm",
+            "model": model, "family": family, "parameters": params, "seq_len": seq, "metric_value": acc,
+            "energy_kwh": kwh, "train_time_s": secs, "inference_samples_per_s": speed,
+        })
+    return pd.DataFrame(out)
+
+
+# Hand check, energy (lower is better) against Rgm:
+#   A 1.0 kWh 30   B 2.0 kWh 35   C 2.5 kWh 33 (B is cheaper and better)   D 4.0 kWh 40   E 4.0 kWh 38 (D: same cost, better)
+#   F unknown kWh 50 (left out, not treated as 0)            G failed (not a configuration)
+# Frontier: A, B, D.
+GRID = table([
+    ("led_base", "led", 160e6, 1024, 30.0, 1.0, 3600, 9.0),
+    ("led_base", "led", 160e6, 2048, 35.0, 2.0, 7200, 6.0),
+    ("led_base", "led", 160e6, 3072, 33.0, 2.5, 9000, 4.0),
+    ("led_large", "led", 460e6, 1024, 40.0, 4.0, 10800, 3.0),
+    ("led_large", "led", 460e6, 2048, 38.0, 4.0, 14400, 2.0),
+    ("bigbird_large", "bigbird_pegasus", 570e6, 1024, 50.0, NAN, 20000, 1.0),
+    ("bigbird_large", "bigbird_pegasus", 570e6, 4096, 60.0, 0.1, 100, 100.0, "failed"),
+])
+
+
+def labels(df):
+    return list(df["label"])
+
+
+def test_energy_frontier_by_hand():
+    runs = frontier.usable(GRID)
+    assert labels(frontier.pareto(runs, "metric_value", "energy_kwh", minimize=True)) == ["led_base @ 1024", "led_base @ 2048", "led_large @ 1024"]
+
+
+def test_inference_speed_frontier_maximizes_speed():
+    # speed (higher is better): led_base@1024 9/s 30, @2048 6/s 35, led_large@1024 3/s 40, bigbird@1024 1/s 50: each trades
+    # speed for accuracy; led_base@3072 (4/s, 33) and led_large@2048 (2/s, 38) are beaten by a faster, better one.
+    runs = frontier.usable(GRID)
+    got = labels(frontier.pareto(runs, "metric_value", "inference_samples_per_s", minimize=False))
+    assert got == ["led_base @ 1024", "led_base @ 2048", "led_large @ 1024", "bigbird_large @ 1024"]
+
+
+def test_identical_points_are_both_kept_and_a_failed_run_never_counts():
+    t = table([("a", "led", 1, 1, 10.0, 1.0, 1, 1), ("b", "led", 1, 2, 10.0, 1.0, 1, 1), ("c", "led", 1, 3, 99.0, 0.0, 1, 1, "oom")])
+    assert labels(frontier.pareto(frontier.usable(t), "metric_value", "energy_kwh")) == ["a @ 1", "b @ 2"]
+
+
+def test_frontiers_name_the_runs_whose_cost_is_not_measured():
+    fronts = {f.axis: f for f in frontier.frontiers(GRID, COSTS)}
+    assert set(fronts) == {"energy", "train_time", "inference_speed"}
+    assert fronts["energy"].unknown == ["bigbird_large @ 1024"]
+    assert labels(fronts["train_time"].rows) == ["led_base @ 1024", "led_base @ 2048", "led_large @ 1024", "bigbird_large @ 1024"]
+    unmeasured = GRID.assign(energy_kwh=NAN)
+    energy = [f for f in frontier.frontiers(unmeasured, COSTS) if f.axis == "energy"][0]
+    assert energy.rows.empty and len(energy.unknown) == 6
+
+
+def test_budget_answer_by_hand():
+    # within 2.2 kWh: A (30) and B (35) fit, F is unmeasured -> B; and the sentence says F was left out
+    (a,) = frontier.answer(GRID, {"kwh": 2.2, "train_hours": None, "min_inference_samples_per_s": None}, COSTS)
+    assert a.best["label"] == "led_base @ 2048" and a.fitting == 2 and a.considered == 6
+    assert a.unknown["kwh"] == ["bigbird_large @ 1024"]
+    assert a.sentence == (
+        "Within 2.2 kWh of training energy, the most accurate configuration on gov_report is led_base @ 2048 "
+        "(Rgm 35; 2 kWh, 2 h of training, 6 inference samples/s), leaving out 1 of 6 runs whose training energy was not measured."
+    )
+    # all three limits at once: <= 3 h of training and >= 5 samples/s leaves A and B; 1.5 kWh leaves A
+    (a,) = frontier.answer(GRID, {"kwh": 1.5, "train_hours": 3, "min_inference_samples_per_s": 5}, COSTS)
+    assert a.best["label"] == "led_base @ 1024"
+
+
+def test_budget_that_nothing_fits_says_so_and_names_the_nearest():
+    (a,) = frontier.answer(GRID, {"kwh": 0.5, "train_hours": None, "min_inference_samples_per_s": None}, COSTS)
+    assert a.best is None and a.closest["label"] == "led_base @ 1024"
+    assert a.sentence.startswith("Within 0.5 kWh of training energy, no configuration on gov_report fits; the nearest is led_base @ 1024")
+    assert a.sentence.count(". ") == 0 and a.sentence.endswith(".")
+
+
+def test_budget_on_a_cost_nobody_measured_cannot_be_met():
+    (a,) = frontier.answer(GRID.assign(energy_kwh=NAN), {"kwh": 10, "train_hours": None, "min_inference_samples_per_s": None}, COSTS)
+    assert a.best is None
+    assert a.sentence == (
+        "Within 10 kWh of training energy, no configuration on gov_report can be shown to fit, because training energy "
+        "was not measured for any of its 6 runs."
+    )
+
+
+def test_no_budget_gives_the_most_accurate_run():
+    (a,) = frontier.answer(GRID, {"kwh": None, "train_hours": None, "min_inference_samples_per_s": None}, COSTS)
+    assert a.best["label"] == "bigbird_large @ 1024"
+    assert a.sentence.startswith("With no budget set, the most accurate configuration on gov_report is bigbird_large @ 1024 (Rgm 50;")
+
+
+def test_bigger_model_vs_longer_input_by_hand():
+    # led_base@1024 (30, 1 kWh) -> longer input led_base@2048 (35, 2 kWh): +5 points for +1 kWh = 0.2 kWh/point
+    #                          -> bigger model led_large@1024 (40, 4 kWh): +10 points for +3 kWh = 0.3 kWh/point
+    steps = frontier.steps(GRID, COSTS)
+    first = steps[steps["from"] == "led_base @ 1024"].set_index("step")
+    assert first.loc["longer input", "to"] == "led_base @ 2048" and first.loc["longer input", "gain"] == 5
+    assert first.loc["longer input", "kwh_per_point"] == pytest.approx(0.2)
+    assert first.loc["bigger model", "to"] == "led_large @ 1024" and first.loc["bigger model", "kwh_per_point"] == pytest.approx(0.3)
+    assert first["cheaper_way_up"].iloc[0] == "longer input: 0.2 kWh per point"
+    # led_base@2048 -> led_base@3072 lost 2 points: no cost per point; -> led_large@2048 gained 3 for 2 kWh
+    second = steps[steps["from"] == "led_base @ 2048"].set_index("step")
+    assert second.loc["longer input", "gain"] == -2 and math.isnan(second.loc["longer input", "kwh_per_point"])
+    assert second["cheaper_way_up"].iloc[0] == "bigger model: the other lost accuracy"
+    # led_large@1024 -> bigbird_large@1024 is a bigger model of another family (there is no bigger LED)
+    third = steps[steps["from"] == "led_large @ 1024"].set_index("step")
+    assert third.loc["bigger model (other family)", "to"] == "bigbird_large @ 1024"
+    assert math.isnan(third.loc["bigger model (other family)", "d_energy_kwh"])  # unknown stays unknown
+    summary = frontier.comparison_summary(steps)
+    # per point overall, over the steps that gained with a known cost: bigger 30->40 (+3 kWh) and 35->38 (+2 kWh):
+    # 5 kWh / 13 points = 0.385 (40->50 has no energy figure); longer 30->35 (+1 kWh): 0.2. Inference speed per step:
+    # bigger 9->3, 6->2, 3->1 (-66.7% each), longer 9->6, 6->4, 3->2 (-33.3% each)
+    assert summary == [
+        "On gov_report, a bigger model (1 across model families) gained Rgm in 3 of 3 steps for 0.385 kWh per point, "
+        "inference speed -67% (median); a longer input gained Rgm in 1 of 3 steps for 0.2 kWh per point, inference speed "
+        "-33% (median): per point gained, a longer input cost less energy."
+    ]
+
+
+def test_fmt_never_shows_unknown_as_zero():
+    assert frontier.fmt(None) == "—" and frontier.fmt(NAN) == "—" and frontier.fmt(0.0) == "0"
+    assert frontier.fmt(0.000123) == "0.000123" and frontier.fmt(1234.5) == "1,234" and frontier.fmt(35.0) == "35"
