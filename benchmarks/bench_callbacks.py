@@ -22,15 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import study.env  # noqa: F401,E402
 
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 from pytorch_lightning import Callback  # noqa: E402
 
+from benchmarks.bare_loop import prepare, run_steps, split_args  # noqa: E402
 from callbacks import EnergyCallback, SpeedCallback, UtilizationCallback  # noqa: E402
-from lightning_modules.batch_size import resolve_batch_size  # noqa: E402
-from lightning_modules.seq2seq import first_token_global  # noqa: E402
 from lightning_modules.trainer import build_trainer  # noqa: E402
-from study.run import CONF_DIR, build, register_resolvers  # noqa: E402
+from study.run import build  # noqa: E402
 
 MEASURING = (EnergyCallback, SpeedCallback, UtilizationCallback)
 
@@ -50,55 +48,22 @@ def steady(times: list[float], warmup: int) -> list[float]:
 
 
 def main(argv: list[str]) -> None:
-    steps = int(next((a.split("=", 1)[1] for a in argv if a.startswith("steps=")), 30))
-    warmup = int(next((a.split("=", 1)[1] for a in argv if a.startswith("warmup=")), 5))
-    overrides = [a for a in argv if not a.startswith(("steps=", "warmup="))]
-    register_resolvers()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    own, overrides = split_args(argv, {"steps": 30, "warmup": 5})
+    steps, warmup = own["steps"], own["warmup"]
+    s = prepare(overrides + [f"trainer.max_steps={steps}"])
+    cfg, bs = s.cfg, s.batch_size
     # no Hydra run here: the callbacks' ${hydra:runtime.output_dir} becomes a scratch directory
     OmegaConf.register_new_resolver("hydra", lambda key: tempfile.mkdtemp(prefix="bench_"), replace=True)
     with open_dict(cfg):
-        cfg.trainer.max_steps = steps
         cfg.data.val_every_steps = 10 * steps  # no validation: step time only
         cfg.callbacks.best_checkpoint = cfg.callbacks.last_checkpoint = cfg.callbacks.early_stopping = None
-    device = torch.device("cuda" if cfg.strategy.accelerator != "cpu" and torch.cuda.is_available() else "cpu")
-    spec = build(cfg.model)
-    model, tok = spec.load(seed=cfg.seed, device=device)
-    spec.prepare_for_length(model, cfg.seq_len)
-    bs, _ = resolve_batch_size(cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, cfg.seq_len)
-    data = build(cfg.data, tokenizer=tok, seq_len=cfg.seq_len, batch_size=bs, seed=cfg.seed,
-                 pad_to_seq_len=cfg.data.pad_to_seq_len or spec.needs_full_length_inputs)
-    data.setup("fit")
-    rows = []
+    spec, device, data = s.spec, s.device, s.data
+    module = build(cfg.module, model=s.model, tokenizer=s.tokenizer, task=data.task,
+                   global_attention_on_first_token=spec.global_attention_on_first_token)
 
-    # 1. bare loop: the same optimizer groups, schedule and clipping as the Lightning module
-    module = build(cfg.module, model=model, tokenizer=tok, task=data.task, global_attention_on_first_token=spec.global_attention_on_first_token)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.module.lr, betas=tuple(cfg.module.betas), eps=cfg.module.eps, fused=bool(cfg.module.fused_optimizer) or None)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=str(cfg.trainer.precision).startswith("bf16"))
-    model.train()
-    times, it = [], iter(data.train_dataloader())
-    for _ in range(steps):
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(data.train_dataloader())
-            batch = next(it)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        if spec.global_attention_on_first_token:
-            batch["global_attention_mask"] = first_token_global(batch["input_ids"])
-        with autocast:
-            loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter())
-    rows.append(("bare PyTorch loop", steady(times, warmup)))
-    del opt
+    # 1. bare loop: the same optimizer, clipping and batches as the Lightning module
+    _, times = run_steps(s, steps)
+    rows = [("bare PyTorch loop", steady(times, warmup))]
 
     # 2./3. train.py's Trainer, without and with the measuring callbacks
     for label, keep in (("Lightning, no measuring callbacks", False), ("Lightning + energy/speed/utilization", True)):

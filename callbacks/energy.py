@@ -3,8 +3,8 @@ and to cross-check it.
 
 One CodeCarbon `OfflineEmissionsTracker` per node (local rank 0) measures that node's GPUs (exactly the ones the
 job uses), its CPU and RAM, from the first phase to the end of the run. Phase boundaries cost one NVML counter
-read and a timestamp: CodeCarbon's own task calls were tried first and stalled training for seconds at every
-boundary on the H100 machine (BENCHMARKS.md). The run's energy is split into phases by those readings — the GPU
+read and a timestamp, not a CodeCarbon call (its task API re-measures every device at each call). The run's
+energy is split into phases by those readings — the GPU
 part in proportion to each phase's NVML counter delta, the CPU and RAM parts in proportion to phase time — and
 the NVML counter over the tracker's whole span is recorded beside CodeCarbon's GPU figure; a disagreement over
 the tolerance is logged. Node figures are summed across nodes. A tracker that cannot start never stops
@@ -76,6 +76,7 @@ class EnergyCallback(PhaseCallback):
         try:
             from codecarbon import OfflineEmissionsTracker
 
+            logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its INFO lines ignore log_level="error"
             out.mkdir(parents=True, exist_ok=True)
             self.tracker = OfflineEmissionsTracker(
                 country_iso_code=self.country,

@@ -273,10 +273,18 @@ def load_run(directory: Path, accuracy: str = "infer", energy_cost: str = "energ
     row["job"] = directory.name
     row["sweep"] = directory.parent.name
     row["overrides"] = " ".join(overrides) or None
-    row["run_dir"] = str(directory)
+    row["run_dir"] = _shown(directory)
     for c in cost_rows:
-        c["run_dir"] = str(directory)
+        c["run_dir"] = row["run_dir"]
     return row, cost_rows
+
+
+def _shown(directory: Path) -> str:
+    """Paths relative to where report.py runs, so a committed report holds no machine's absolute paths."""
+    try:
+        return str(directory.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(directory)
 
 
 def _labels(table: pd.DataFrame) -> pd.Series:

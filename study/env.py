@@ -16,4 +16,3 @@ for pattern in (
 ):
     warnings.filterwarnings("ignore", message=pattern)
 logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its INFO/WARNING lines ignore log_level="error"
