@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from callbacks.nvml import NVML, physical_indices
-from callbacks.phases import INFERENCE, TRAIN, VALIDATION, PhaseCallback, gather
+from callbacks.phases import INFERENCE, TRAIN, VALIDATION, PhaseCallback
+from study.ddp import gather_objects
 from study.record import measurement
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class EnergyCallback(PhaseCallback):
                 "cpu_source": _cpu_source(self.tracker) if self.tracker is not None else None,
                 "problem": self.problem or ("energy callback disabled" if not self.enabled else None),
             }
-        nodes = [n for n in gather(node, trainer) if n is not None]  # one per node
+        nodes = [n for n in gather_objects(node, trainer) if n is not None]  # one per node
         self.results = self._combine(nodes, fitting)
 
     def _combine(self, nodes: list[dict], fitting: bool) -> dict:

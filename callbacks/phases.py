@@ -10,19 +10,10 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.distributed as dist
 from pytorch_lightning import Callback
 
+
 TRAIN, VALIDATION, INFERENCE = "train", "validation", "inference"
-
-
-def gather(obj, trainer) -> list:
-    """Every rank's object (a collective: all ranks must call it)."""
-    if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    out = [None] * trainer.world_size
-    dist.all_gather_object(out, obj)
-    return out
 
 
 class PhaseCallback(Callback):

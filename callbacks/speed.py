@@ -11,7 +11,8 @@ import time
 
 import torch
 
-from callbacks.phases import INFERENCE, TRAIN, VALIDATION, PhaseCallback, gather
+from callbacks.phases import INFERENCE, TRAIN, VALIDATION, PhaseCallback
+from study.ddp import gather_objects
 from study.record import measurement
 
 CLOCK = "measured: wall clock, gpu synchronised at phase boundaries"
@@ -48,7 +49,7 @@ class SpeedCallback(PhaseCallback):
 
     def finish(self, trainer, pl_module, fitting):
         peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.on_gpu else None
-        parts = gather((self.samples, self.tokens, peak), trainer)
+        parts = gather_objects((self.samples, self.tokens, peak), trainer)
         samples, tokens = sum(p[0] for p in parts), sum(p[1] for p in parts)
         peaks = [p[2] for p in parts]
         peak_source = "measured: torch.cuda.max_memory_allocated, max over devices"

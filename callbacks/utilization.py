@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 
 from callbacks.nvml import NVML
-from callbacks.phases import PhaseCallback, gather
+from callbacks.phases import PhaseCallback
+from study.ddp import gather_objects
 from study.record import measurement
 
 
@@ -58,7 +59,7 @@ class UtilizationCallback(PhaseCallback):
 
     def finish(self, trainer, pl_module, fitting):
         self.close()
-        nodes = gather(self.samples if self._leader else None, trainer)
+        nodes = gather_objects(self.samples if self._leader else None, trainer)
         merged = {k: [v for n in nodes if n for v in n[k]] for k in ("gpu_util", "gpu_mem", "cpu")}
         on_gpu = self.on_gpu
         every = f"every {self.interval_s:g} s, mean over the run"

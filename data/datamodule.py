@@ -48,7 +48,6 @@ class ScrollsDataModule(pl.LightningDataModule):
         synthetic: dict | None = None,
         max_target_len: int = 1024,
         val_every_steps: int = 500,
-        accumulate_grad_batches: int = 1,
         max_train_samples: int | None = None,
         max_val_samples: int | None = None,
         num_workers: int = 0,
@@ -67,7 +66,6 @@ class ScrollsDataModule(pl.LightningDataModule):
         self.name, self.task, self.source, self.path = name, task, source, path
         self.hub_url, self.synthetic, self.cache_dir = hub_url, synthetic, cache_dir
         self.max_target_len, self.val_every_steps = max_target_len, val_every_steps
-        self.accumulate_grad_batches = accumulate_grad_batches
         self.max_train_samples, self.max_val_samples = max_train_samples, max_val_samples
         self.num_workers, self.pad_to_seq_len = num_workers, pad_to_seq_len
         self.tokenizer, self.seq_len = tokenizer, int(seq_len)

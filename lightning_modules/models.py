@@ -7,7 +7,7 @@ the transformers config class), so `model.pretrained=false` builds exactly the p
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,7 +54,6 @@ class ModelSpec:
     gradient_checkpointing: bool = False
     published_params: int | None = None
     max_input_positions: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         _classes(self.family)  # validates the family

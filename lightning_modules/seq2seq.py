@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_modules.metrics import TASK_METRIC, score
+from study.ddp import gather_objects
 
 log = logging.getLogger("study")
 
@@ -38,15 +39,6 @@ def first_token_global(input_ids: torch.Tensor) -> torch.Tensor:
     mask = torch.zeros_like(input_ids)
     mask[:, 0] = 1
     return mask
-
-
-def gather_objects(obj, trainer) -> list:
-    """Every rank's python object (predictions are strings; all_gather only moves tensors)."""
-    if trainer is None or trainer.world_size == 1 or not torch.distributed.is_initialized():
-        return [obj]
-    out = [None] * trainer.world_size
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 class Seq2SeqModule(pl.LightningModule):

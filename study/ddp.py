@@ -117,6 +117,17 @@ def hydra_ddp_strategy(cfg):
     return HydraDDPStrategy(process_group_backend=backend, extra_overrides=extra)
 
 
+def gather_objects(obj, trainer) -> list:
+    """Every rank's python object, e.g. predictions as strings (a collective: all ranks must call it)."""
+    import torch.distributed as dist
+
+    if trainer is None or trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * trainer.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 @contextlib.contextmanager
 def job_scope():
     """Leave no rendezvous variables or process group behind for the next job of a sweep."""
