@@ -154,13 +154,8 @@ def n_timed(t_one, steps, min_time):
     return max(steps, math.ceil(min_time / max(t_one, 1e-6)))
 
 
-def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy, min_time=0.0):
-    set_impl(model, impl)
-    model.train()
-    data = make_batch(family, arch, B, S, T, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001,
-                            fused=device.type == "cuda")
-    ctx = autocast_ctx(impl, device)
+def training_step(model, data, ctx, opt):
+    """One forward, backward and optimizer step on fixed data, as a callable (timed and profiled alike)."""
 
     def step():
         with ctx:
@@ -169,6 +164,19 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss
+
+    return step
+
+
+def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy, min_time=0.0):
+    set_impl(model, impl)
+    model.train()
+    data = make_batch(family, arch, B, S, T, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001,
+                            fused=device.type == "cuda")
+    ctx = autocast_ctx(impl, device)
+
+    step = training_step(model, data, ctx, opt)
 
     try:
         if device.type == "cuda":
@@ -312,12 +320,7 @@ def profile_step(model, family, arch, impl, B, S, T, device):
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=True)
     ctx = autocast_ctx(impl, device)
 
-    def step():
-        with ctx:
-            loss = model(**data).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    step = training_step(model, data, ctx, opt)
 
     for _ in range(2):
         step()
