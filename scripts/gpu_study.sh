@@ -2,8 +2,9 @@
 # The GPU runs behind BENCHMARKS.md's measurement section and docs/gpu-study/, through the project's own commands.
 # Run on the lent H100 from the repository root, with the wheels from scripts/gpu_wheels.sh, naming the stages:
 #   LENGTHS=1024,4096 bash scripts/gpu_study.sh measure stock_summ fast_summ     (what docs/gpu-study ran)
-# Stages: overhead (bench_callbacks), measure (train.py energy/speed runs + bare loops, for BENCHMARKS.md), stock_summ, stock_qa,
-# fast_summ, fast_qa (the grid in docs/gpu-study), check (fast path = stock on this GPU). Train stages are followed by
+# Stages: trace (where train.py's wall time goes: benchmarks/step_trace.py with all, no energy, no measuring callbacks),
+# overhead (bench_callbacks), measure (train.py energy/speed runs + bare loops, for BENCHMARKS.md), stock_summ, stock_qa,
+# fast_summ, fast_qa (the grid in docs/gpu-study), check (fast path = stock on this GPU, LED and BigBird). Train stages are followed by
 # infer.py on every finished run (checkpoints do not outlive the machine). Each stage has its own time limit, so the
 # call always ends by packing what finished into $OUT/study.tar.gz (records, configs, logs; no checkpoints).
 set -uo pipefail
@@ -11,7 +12,7 @@ STAGES=("$@")
 [ ${#STAGES[@]} -gt 0 ] || { echo "usage: gpu_study.sh STAGE..."; exit 2; }
 PART=study
 OUT=${OUT:-/tmp/gpu_out}
-mkdir -p "$OUT"
+mkdir -p "$OUT/extra"  # at most 8 files come back: traces and checks travel packed in extra.tar.gz
 T0=$(date +%s)
 source scripts/gpu_env.sh > "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
 S=/tmp/study
@@ -39,9 +40,16 @@ MEASURE=(model=led_base model.pretrained=false strategy=single_gpu batch_size=pa
 trained=0
 for st in "${STAGES[@]}"; do
   case $st in
+    trace)
+      TRACE=(name=gpu_trace seq_len=1024 data=synthetic trainer.max_steps=24 data.val_every_steps=12 data.synthetic.n_validation=16
+             "${MEASURE[@]}" '~callbacks.last_checkpoint' '~callbacks.best_checkpoint' '+callbacks.trace._target_=benchmarks.step_trace.StepTrace')
+      stage 60 $PY train.py "${TRACE[@]}" +callbacks.trace.path=$OUT/extra/trace_all.json
+      stage 60 $PY train.py "${TRACE[@]}" +callbacks.trace.path=$OUT/extra/trace_no_energy.json '~callbacks.energy'
+      stage 60 $PY train.py "${TRACE[@]}" +callbacks.trace.path=$OUT/extra/trace_no_measuring.json '~callbacks.energy' '~callbacks.utilization' '~callbacks.speed'
+      $PY benchmarks/step_trace.py $OUT/extra/trace_*.json > $OUT/trace_summary.txt 2>&1 ;;
     overhead)
       # what measuring and what Lightning cost per step, against a bare loop, in one process (BENCHMARKS.md)
-      stage 110 sh -c "$PY benchmarks/bench_callbacks.py ${MEASURE[*]} seq_len=1024 steps=30 >> $OUT/bench_callbacks.txt" ;;
+      stage 150 sh -c "$PY benchmarks/bench_callbacks.py ${MEASURE[*]} seq_len=1024 steps=${OSTEPS:-60} >> $OUT/bench_callbacks.txt" ;;
     measure)
       # energy and speed as train.py records them, and the bare loop on the same model and batch
       stage 120 $PY train.py -m name=gpu_measure seq_len=1024,4096 data=synthetic trainer.max_steps=${MSTEPS:-24} \
@@ -54,12 +62,13 @@ for st in "${STAGES[@]}"; do
     stock_qa)   trained=1; stage 90 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=1024,4096 "${GRID[@]}" ;;
     fast_summ)  trained=1; stage 260 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" "${FAST[@]}" ;;
     fast_qa)    trained=1; stage 130 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=1024,4096 "${GRID[@]}" "${FAST[@]}" ;;
-    check)      stage 60 $PY benchmarks/bench_fast.py --out "$OUT/check" --check-only --models led_base --check-len led=1024 ;;
+    check)      stage 150 $PY benchmarks/bench_fast.py --out "$OUT/extra/check" --check-only --models led_base,bigbird_large --check-len led=2048,bigbird=1024 ;;
     *) echo "unknown stage $st"; exit 2 ;;
   esac
 done
 # inference on every finished run (validation split, batch 16, each run's own strategy and precision)
 [ $trained = 1 ] && RESERVE=20 stage 200 $PY infer.py run_dir=$S/sweeps/gpu_study paths.output_dir=$S
 tar czf "$OUT/$PART.tar.gz" -C "$S" --exclude='*.ckpt' --exclude='*/model/*' sweeps 2>/dev/null
+tar czf "$OUT/extra.tar.gz" -C "$OUT" extra && rm -rf "$OUT/extra"
 echo "=== [$(( $(date +%s) - T0 ))s] packed $(du -h "$OUT/$PART.tar.gz" | cut -f1)" | tee -a "$OUT/log.txt"
 tail -n 80 "$OUT/log.txt" | grep -E "===|INFO\] - (led|big)|error|Error" | tail -n 60
