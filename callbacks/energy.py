@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from callbacks.nvml import NVML, physical_indices
-from callbacks.phases import INFERENCE, TRAIN, VALIDATION, PhaseCallback
+from callbacks.phases import CHECKPOINT, INFERENCE, TRAIN, VALIDATION, PhaseCallback
 from study.ddp import gather_objects
 from study.record import measurement
 
@@ -203,6 +203,7 @@ class EnergyCallback(PhaseCallback):
             out["energy_kwh"] = measurement(total("energy") if known else None, "kWh", total_src if known else unknown)
             out["energy_train_kwh"] = measurement(energy([TRAIN]) if known else None, "kWh", split_src if known else unknown)
             out["energy_validation_kwh"] = measurement(energy([VALIDATION]) if known else None, "kWh", split_src if known else unknown)
+            out["energy_checkpoint_kwh"] = measurement(energy([CHECKPOINT]) if known else None, "kWh", split_src if known else unknown)
         else:
             out["energy_inference_kwh"] = measurement(total("energy") if known else None, "kWh", total_src if known else unknown)
         gpu = total("gpu") if gpu_in_use and known else None

@@ -1,8 +1,10 @@
 """Phase boundaries shared by the measuring callbacks, so energy, time and utilisation cover the same spans.
 
-During fit the run alternates contiguous phases: "train" (optimizer steps, including compile and warm-up) and
-"validation" (generation + scoring). A validate-only run (infer.py) is one "inference" phase. Boundaries wait
-for the GPU (synchronize) so a phase owns the work it launched.
+During fit the run alternates contiguous phases: "train" (optimizer steps, including compile and warm-up),
+"validation" (generation + scoring) and "checkpoint" (what Lightning does after a validation before the next
+step: saving checkpoints, the early-stopping check; on the H100 writing led_base's full state took ~5 s, which
+a training phase that restarted at validation's end counted as training). A validate-only run (infer.py) is one
+"inference" phase. Boundaries wait for the GPU (synchronize) so a phase owns the work it launched.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 from pytorch_lightning import Callback
 
 
-TRAIN, VALIDATION, INFERENCE = "train", "validation", "inference"
+TRAIN, VALIDATION, CHECKPOINT, INFERENCE = "train", "validation", "checkpoint", "inference"
 
 
 class PhaseCallback(Callback):
@@ -74,9 +76,15 @@ class PhaseCallback(Callback):
             return
         self._end(trainer, pl_module)
         if trainer.state.fn == "fit":
-            self._begin(trainer, pl_module, TRAIN)
+            # ModelCheckpoint saves in its own on_validation_end, which Lightning runs after every other callback's
+            self._begin(trainer, pl_module, CHECKPOINT)
         else:
             self.finish(trainer, pl_module, fitting=False)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._phase == CHECKPOINT:
+            self._end(trainer, pl_module)
+            self._begin(trainer, pl_module, TRAIN)
 
     def on_train_end(self, trainer, pl_module):
         # the training loop is over; Lightning's teardown (moving the model to the CPU) is not training

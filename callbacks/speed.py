@@ -1,7 +1,8 @@
 """Training and inference speed, and peak memory, counted over all ranks.
 
 Training samples/s = training samples / time spent in training phases (validation excluded: the clock stops at
-each validation's start and restarts at its end, with the GPU synchronised at both). Tokens/s counts input tokens
+each validation's start and restarts at the next training step, with the GPU synchronised at both; the
+checkpoint saving in between is recorded apart, as checkpoint_time_s, and counted in train_time_s). Tokens/s counts input tokens
 as the model processes them, padded to seq_len. Inference samples/s = distinct ids generated / inference time.
 """
 
@@ -11,7 +12,7 @@ import time
 
 import torch
 
-from callbacks.phases import INFERENCE, TRAIN, VALIDATION, PhaseCallback
+from callbacks.phases import CHECKPOINT, INFERENCE, TRAIN, VALIDATION, PhaseCallback
 from study.ddp import gather_objects
 from study.record import measurement
 
@@ -24,7 +25,7 @@ class SpeedCallback(PhaseCallback):
         self.results: dict = {}
 
     def setup(self, trainer, pl_module, stage):
-        self.seconds = {TRAIN: 0.0, VALIDATION: 0.0, INFERENCE: 0.0}
+        self.seconds = {TRAIN: 0.0, VALIDATION: 0.0, CHECKPOINT: 0.0, INFERENCE: 0.0}
         self.samples = self.tokens = 0
         self.validation_ends: dict[int, float] = {}  # global step -> seconds since fit start
         self.results = {}
@@ -59,12 +60,13 @@ class SpeedCallback(PhaseCallback):
             else measurement(None, "GiB", "not applicable: no GPU in use"),
         }
         if fitting:
-            train_s, val_s = self.seconds[TRAIN], self.seconds[VALIDATION]
+            train_s, val_s, ckpt_s = self.seconds[TRAIN], self.seconds[VALIDATION], self.seconds[CHECKPOINT]
             best = (getattr(pl_module, "best", None) or {}).get("step")
             out.update(
-                train_time_s=measurement(train_s + val_s, "s", CLOCK),
-                train_time_excl_validation_s=measurement(train_s, "s", CLOCK),
+                train_time_s=measurement(train_s + val_s + ckpt_s, "s", CLOCK),
+                train_time_excl_validation_s=measurement(train_s, "s", CLOCK + ", optimizer steps only"),
                 validation_time_s=measurement(val_s, "s", CLOCK),
+                checkpoint_time_s=measurement(ckpt_s, "s", CLOCK + ", from each validation's end to the next step"),
                 train_samples_per_s=measurement(samples / train_s if train_s else None, "samples/s", CLOCK + ", all ranks"),
                 train_tokens_per_s=measurement(tokens / train_s if train_s else None, "tokens/s", CLOCK + ", all ranks, padded inputs"),
                 time_to_best_s=measurement(self.validation_ends.get(best), "s", CLOCK + ", until the best validation ended"),

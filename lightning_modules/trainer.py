@@ -34,8 +34,12 @@ def strategy(cfg: DictConfig):
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None = None):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     callbacks += [ValidateOnLastStep(), *(extra_callbacks or [])]
+    # `~callbacks.best_checkpoint ~callbacks.last_checkpoint` means no checkpoints, not Lightning's default one
+    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     # validation every data.val_every_steps optimizer steps; Lightning counts batches
     val_every = int(cfg.data.val_every_steps) * int(cfg.trainer.accumulate_grad_batches)
     return instantiate(
@@ -45,6 +49,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None =
         strategy=strategy(cfg),
         default_root_dir=str(run_dir),
         val_check_interval=val_every,
+        enable_checkpointing=checkpointing,
     )
 
 

@@ -26,9 +26,10 @@ ACCURACY_KEYS = ("rouge1", "rouge2", "rougeL", "rgm", "f1")
 # infer runs the inference ones. Every entry also names its source (how it was obtained).
 COSTS = {
     # energy (callbacks/energy.py): CodeCarbon per phase, NVML's counter as a cross-check
-    "energy_kwh": "kWh",  # the whole fit: training steps + validation (+ compile/warm-up)
-    "energy_train_kwh": "kWh",  # training steps only, validation excluded
+    "energy_kwh": "kWh",  # the whole fit: training steps + validation + checkpoint saving (+ compile/warm-up)
+    "energy_train_kwh": "kWh",  # training steps only, validation and checkpoint saving excluded
     "energy_validation_kwh": "kWh",
+    "energy_checkpoint_kwh": "kWh",  # after each validation, until the next step: checkpoint saving
     "energy_gpu_kwh": "kWh",  # parts of energy_kwh
     "energy_cpu_kwh": "kWh",
     "energy_ram_kwh": "kWh",
@@ -38,9 +39,10 @@ COSTS = {
     "avg_gpu_power_w": "W",  # the training phase's GPU energy alone over the same time
     "joules_per_sample": "J/sample",  # energy_train_kwh per training sample
     # speed (callbacks/speed.py)
-    "train_time_s": "s",  # wall clock of the fit, validation included
-    "train_time_excl_validation_s": "s",
+    "train_time_s": "s",  # wall clock of the fit, validation and checkpoint saving included
+    "train_time_excl_validation_s": "s",  # the optimizer steps alone (validation and checkpoint saving excluded)
     "validation_time_s": "s",
+    "checkpoint_time_s": "s",
     "time_to_best_s": "s",  # fit wall clock until the best checkpoint's validation ended
     "train_samples_per_s": "samples/s",  # training samples over train_time_excl_validation_s, all ranks
     "train_tokens_per_s": "tokens/s",  # input tokens (padded to seq_len) over the same time

@@ -34,6 +34,20 @@ def test_a_train_run_directory_holds_everything_it_produced(trained, model):
     assert rec["encoder_attention"] == ("block_sparse" if model == "bigbird_tiny" else "sliding_window+global")
     for path in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "model/config.json", ".hydra/config.yaml", "logs/metrics.csv"):
         assert (run / path).exists(), path
+    # writing them is timed apart from the training steps, and counted in the fit's time
+    c = rec["costs"]
+    assert c["checkpoint_time_s"]["value"] > 0
+    assert c["train_time_s"]["value"] == pytest.approx(
+        sum(c[k]["value"] for k in ("train_time_excl_validation_s", "validation_time_s", "checkpoint_time_s"))
+    )
+
+
+def test_switching_off_both_checkpoint_callbacks_writes_no_checkpoint(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    run_cli("train.py", *SMOKE, "~callbacks.best_checkpoint", "~callbacks.last_checkpoint", f"hydra.run.dir={run}", out=tmp_path, cache=cache_dir)
+    rec = json.loads((run / "metrics.json").read_text())
+    assert rec["status"] == "ok" and rec["best_checkpoint"] is None
+    assert not list(run.rglob("*.ckpt"))  # not even Lightning's default checkpoint
 
 
 @pytest.mark.parametrize("model", ["led_tiny", "bigbird_tiny"])

@@ -40,6 +40,14 @@ class Busy(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
+class SlowCheckpoint(pl.callbacks.ModelCheckpoint):
+    """A checkpoint that takes 0.15 s to write (led_base's full state took ~5 s on the H100)."""
+
+    def on_validation_end(self, trainer, pl_module):
+        time.sleep(0.15)
+        super().on_validation_end(trainer, pl_module)
+
+
 def _loader(n):
     return DataLoader([{"input_ids": torch.ones(16, dtype=torch.long)} for _ in range(n)], batch_size=2)
 
@@ -47,7 +55,8 @@ def _loader(n):
 def _fit(tmp_path, callbacks, steps=6, val_every=3):
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_steps=steps, val_check_interval=val_every, check_val_every_n_epoch=None,
-        callbacks=callbacks, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        callbacks=callbacks, logger=False, enable_progress_bar=False,
+        enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
         enable_model_summary=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0,
     )
     module = Busy()
@@ -58,7 +67,10 @@ def _fit(tmp_path, callbacks, steps=6, val_every=3):
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fit")
-    trainer, module = _fit(tmp, [EnergyCallback(measure_power_secs=1, output_dir=str(tmp)), SpeedCallback(), UtilizationCallback(interval_s=0.1)])
+    # the checkpoint callback comes first here; Lightning runs it after the others, as in train.py
+    callbacks = [SlowCheckpoint(dirpath=str(tmp / "ckpt"), save_top_k=0, save_last=False), EnergyCallback(measure_power_secs=1, output_dir=str(tmp)),
+                 SpeedCallback(), UtilizationCallback(interval_s=0.1)]
+    trainer, module = _fit(tmp, callbacks)
     return tmp, trainer, collect_costs(trainer)[0]
 
 
@@ -71,12 +83,15 @@ def test_every_cost_has_a_known_name_unit_and_source(fitted):
 def test_phases_partition_the_fit(fitted):
     _, _, c = fitted
     total, train, val = c["train_time_s"]["value"], c["train_time_excl_validation_s"]["value"], c["validation_time_s"]["value"]
-    assert total == pytest.approx(train + val)
+    ckpt = c["checkpoint_time_s"]["value"]
+    assert total == pytest.approx(train + val + ckpt)
     assert val == pytest.approx(2 * 0.2, rel=0.5)  # two validations of ~0.2 s
+    assert ckpt == pytest.approx(2 * 0.15, rel=0.5)  # two checkpoint writes of 0.15 s: not training, not validation
     assert train >= 6 * 0.05
     # the phases split the tracker's span, which also holds Lightning's set-up and teardown around them
-    phases = c["energy_train_kwh"]["value"] + c["energy_validation_kwh"]["value"]
+    phases = sum(c[f"energy_{p}_kwh"]["value"] for p in ("train", "validation", "checkpoint"))
     assert 0.8 * c["energy_kwh"]["value"] <= phases <= c["energy_kwh"]["value"] * (1 + 1e-9)
+    assert c["energy_checkpoint_kwh"]["value"] / phases == pytest.approx(ckpt / total, rel=0.05)
     assert c["energy_validation_kwh"]["value"] / phases == pytest.approx(val / total, rel=0.05)  # CPU/RAM split by time
     parts = sum(c[k]["value"] for k in ("energy_cpu_kwh", "energy_ram_kwh"))
     assert c["energy_kwh"]["value"] == pytest.approx(parts, rel=1e-6)
