@@ -9,6 +9,7 @@ metric, and record accuracy and inference speed; or score an existing prediction
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -26,7 +27,10 @@ from lightning_modules.trainer import strategy as lightning_strategy
 from study import ddp, record
 from study.outcome import RecordOutcome
 from study.errors import StudyError
-from study.run import build, exit_unless_multirun, guarded, register_resolvers, run_job
+from study.run import build, exit_unless_multirun, finished, guarded, register_resolvers, run_job
+
+
+log = logging.getLogger("study")
 
 
 # ---- scoring a predictions file ------------------------------------------------------------------------------
@@ -135,6 +139,9 @@ def infer(cfg: DictConfig, out_dir: Path) -> None:
         failures = 0
         for run in runs:  # a multirun directory: each run evaluated into its own <run>/infer, failures contained
             target = run / "infer"
+            if finished(target) and not cfg.overwrite:  # never put a finished evaluation at risk by accident
+                log.info("skip: %s already holds a finished evaluation (overwrite=true re-evaluates)", target)
+                continue
             target.mkdir(exist_ok=True)
             failures += guarded(target, "infer", lambda d, run=run: evaluate_run(cfg, run, d)) != 0
         if failures:

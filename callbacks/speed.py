@@ -2,7 +2,9 @@
 
 Training samples/s = training samples / time spent in training phases (validation excluded: the clock stops at
 each validation's start and restarts at the next training step, with the GPU synchronised at both; the
-checkpoint saving in between is recorded apart, as checkpoint_time_s, and counted in train_time_s). Tokens/s counts input tokens
+checkpoint saving in between is recorded apart, as checkpoint_time_s, and counted in train_time_s).
+Compile and warm-up count as training; the first `warmup_steps` optimizer steps are also timed on their own
+(warmup_time_s) so that steady_train_samples_per_s, over the steps after them, shows what a long run sees. Tokens/s counts input tokens
 as the model processes them, padded to seq_len. Inference samples/s = distinct ids generated / inference time.
 """
 
@@ -20,8 +22,9 @@ CLOCK = "measured: wall clock, gpu synchronised at phase boundaries"
 
 
 class SpeedCallback(PhaseCallback):
-    def __init__(self):
+    def __init__(self, warmup_steps: int = 5):
         super().__init__()
+        self.warmup_steps = warmup_steps
         self.results: dict = {}
 
     def setup(self, trainer, pl_module, stage):
@@ -31,6 +34,7 @@ class SpeedCallback(PhaseCallback):
         self.results = {}
         self._t0 = None
         self._peak_reset = False
+        self.warm = None  # (training seconds, samples) when the warm-up steps ended
 
     def phase_start(self, trainer, name):
         if self.on_gpu and not self._peak_reset:
@@ -47,12 +51,17 @@ class SpeedCallback(PhaseCallback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.samples += int(batch["input_ids"].shape[0])
         self.tokens += int(batch["input_ids"].numel())
+        # the first batch end at which global_step reaches warmup_steps is the end of that optimizer step
+        if self.warm is None and trainer.global_step >= self.warmup_steps and self._phase == TRAIN:
+            self._sync(pl_module)
+            self.warm = (self.seconds[TRAIN] + time.perf_counter() - self._t0, self.samples)
 
     def finish(self, trainer, pl_module, fitting):
         peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.on_gpu else None
-        parts = gather_objects((self.samples, self.tokens, peak), trainer)
+        parts = gather_objects((self.samples, self.tokens, peak, self.warm), trainer)
         samples, tokens = sum(p[0] for p in parts), sum(p[1] for p in parts)
         peaks = [p[2] for p in parts]
+        warm = [p[3] for p in parts]
         peak_source = "measured: torch.cuda.max_memory_allocated, max over devices"
         out = {
             "peak_memory_allocated_gib": measurement(max(peaks) if None not in peaks else None, "GiB", peak_source)
@@ -70,6 +79,16 @@ class SpeedCallback(PhaseCallback):
                 train_samples_per_s=measurement(samples / train_s if train_s else None, "samples/s", CLOCK + ", all ranks"),
                 train_tokens_per_s=measurement(tokens / train_s if train_s else None, "tokens/s", CLOCK + ", all ranks, padded inputs"),
                 time_to_best_s=measurement(self.validation_ends.get(best), "s", CLOCK + ", until the best validation ended"),
+            )
+            # warm-up: rank 0's clock (ranks step together); samples after it from every rank
+            done = None not in warm and train_s > warm[0][0]
+            after = f"{CLOCK}, all ranks, after the first {self.warmup_steps} optimizer steps"
+            out.update(
+                warmup_time_s=measurement(warm[0][0] if None not in warm else None, "s",
+                                          f"{CLOCK}, the first {self.warmup_steps} optimizer steps (compile and warm-up included)"),
+                steady_train_samples_per_s=measurement(
+                    (samples - sum(w[1] for w in warm)) / (train_s - warm[0][0]) if done else None, "samples/s",
+                    after if done else f"unknown: the run had no more than {self.warmup_steps} optimizer steps"),
             )
             self.train_samples = samples
         else:

@@ -58,10 +58,10 @@ for st in "${STAGES[@]}"; do
       for L in 1024 4096; do
         stage 80 sh -c "$PY benchmarks/bare_loop.py ${MEASURE[*]} seq_len=$L steps=${BSTEPS:-60} >> $OUT/bare_loop.jsonl"
       done ;;
-    stock_summ) trained=1; stage 170 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" ;;
-    stock_qa)   trained=1; stage 90 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=1024,4096 "${GRID[@]}" ;;
-    fast_summ)  trained=1; stage 260 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" "${FAST[@]}" ;;
-    fast_qa)    trained=1; stage 130 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=1024,4096 "${GRID[@]}" "${FAST[@]}" ;;
+    stock_summ) trained=1; stage 420 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" ;;
+    stock_qa)   trained=1; stage 300 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=${QA_LENGTHS:-1024,4096} "${GRID[@]}" ;;
+    fast_summ)  trained=1; stage 420 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" "${FAST[@]}" ;;
+    fast_qa)    trained=1; stage 300 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=${QA_LENGTHS:-1024,4096} "${GRID[@]}" "${FAST[@]}" ;;
     check)      stage 150 $PY benchmarks/bench_fast.py --out "$OUT/extra/check" --check-only --models led_base,bigbird_large --check-len led=2048,bigbird=1024 ;;
     *) echo "unknown stage $st"; exit 2 ;;
   esac

@@ -45,6 +45,8 @@ COSTS = {
     "checkpoint_time_s": "s",
     "time_to_best_s": "s",  # fit wall clock until the best checkpoint's validation ended
     "train_samples_per_s": "samples/s",  # training samples over train_time_excl_validation_s, all ranks
+    "warmup_time_s": "s",  # the first few optimizer steps (compile and warm-up), part of the training time
+    "steady_train_samples_per_s": "samples/s",  # training samples/s over the steps after the warm-up steps
     "train_tokens_per_s": "tokens/s",  # input tokens (padded to seq_len) over the same time
     "power_efficiency": "samples/s/W",  # the paper's metric: train_samples_per_s over avg_power_w
     "gpu_power_efficiency": "samples/s/W",  # over avg_gpu_power_w: the paper's wandb figure counted GPU power only

@@ -77,6 +77,14 @@ def test_multirun_over_two_models_and_two_lengths_writes_one_directory_per_job_a
     proc = run_cli("train.py", *args, out=tmp_path, cache=cache_dir)
     assert proc.stderr.count("already holds a finished run") + proc.stdout.count("already holds a finished run") == 4
     assert {p: (p / "metrics.json").stat().st_mtime_ns for p in runs} == before
+    # infer.py over the sweep evaluates each run once; a second pass leaves the finished evaluations alone
+    sweep = next(iter(runs)).parent
+    run_cli("infer.py", f"run_dir={sweep}", out=tmp_path, cache=cache_dir)
+    evaluated = {p: (p / "infer" / "metrics.json").stat().st_mtime_ns for p in runs}
+    assert all(json.loads((p / "infer" / "metrics.json").read_text())["status"] == "ok" for p in runs)
+    proc = run_cli("infer.py", f"run_dir={sweep}", out=tmp_path, cache=cache_dir)
+    assert (proc.stderr + proc.stdout).count("already holds a finished evaluation") == 4
+    assert {p: (p / "infer" / "metrics.json").stat().st_mtime_ns for p in runs} == evaluated
 
 
 def test_same_seed_gives_the_same_losses_and_metrics(tmp_path, cache_dir):

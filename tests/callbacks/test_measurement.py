@@ -15,15 +15,15 @@ from study.record import COSTS
 class Busy(pl.LightningModule):
     """Burns a known amount of CPU per step; validation sleeps, so phases differ visibly."""
 
-    def __init__(self, step_s=0.05, val_s=0.2):
+    def __init__(self, step_s=0.05, val_s=0.2, first_s=0.3):
         super().__init__()
         self.w = torch.nn.Parameter(torch.ones(4))
-        self.step_s, self.val_s = step_s, val_s
+        self.step_s, self.val_s, self.first_s = step_s, val_s, first_s  # first_s: a compile-like first step
         self.best = None
         self.last_scores = None
 
     def training_step(self, batch, i):
-        end = time.perf_counter() + self.step_s
+        end = time.perf_counter() + self.step_s + (self.first_s if self.global_step == 0 else 0.0)
         x = torch.randn(64, 64)
         while time.perf_counter() < end:
             x = x @ x.T / 64
@@ -69,7 +69,7 @@ def fitted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fit")
     # the checkpoint callback comes first here; Lightning runs it after the others, as in train.py
     callbacks = [SlowCheckpoint(dirpath=str(tmp / "ckpt"), save_top_k=0, save_last=False), EnergyCallback(measure_power_secs=1, output_dir=str(tmp)),
-                 SpeedCallback(), UtilizationCallback(interval_s=0.1)]
+                 SpeedCallback(warmup_steps=2), UtilizationCallback(interval_s=0.1)]
     trainer, module = _fit(tmp, callbacks)
     return tmp, trainer, collect_costs(trainer)[0]
 
@@ -102,6 +102,14 @@ def test_speed_counts_samples_over_training_time_only(fitted):
     assert c["train_samples_per_s"]["value"] == pytest.approx(12 / c["train_time_excl_validation_s"]["value"])
     assert c["train_tokens_per_s"]["value"] == pytest.approx(16 * c["train_samples_per_s"]["value"])
     assert 0 < c["time_to_best_s"]["value"] <= c["train_time_s"]["value"]
+
+
+def test_warm_up_steps_are_timed_apart_from_the_steady_rate(fitted):
+    _, _, c = fitted
+    # steps 1-2 (one of them 0.3 s slower, like a compile) are the warm-up; steps 3-6 take 0.05 s each, 2 samples a step
+    assert c["warmup_time_s"]["value"] == pytest.approx(0.3 + 2 * 0.05, rel=0.5)
+    assert c["steady_train_samples_per_s"]["value"] == pytest.approx(2 / 0.05, rel=0.4)
+    assert c["steady_train_samples_per_s"]["value"] > 1.5 * c["train_samples_per_s"]["value"]
 
 
 def test_cpu_energy_is_labelled_estimated_and_plausible(fitted):
