@@ -90,7 +90,17 @@ def _params(n) -> str:
     return f" ({n / 1e9:.2f}B params)" if n >= 1e9 else f" ({n / 1e6:.1f}M params)" if n >= 1e6 else f" ({n / 1e3:.0f}k params)"
 
 
-def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel: str, slug: str) -> dict:
+def variants(runs: pd.DataFrame) -> list[str]:
+    """The implementations in these runs (attention path and precision), stock HF first: each gets its own line style."""
+    keys = (runs["attn_impl"].fillna("hf").astype(str) + ", " + runs["precision"].fillna("?").astype(str)).drop_duplicates()
+    return sorted(keys, key=lambda k: (not k.startswith("hf"), k))
+
+
+def _variant(r) -> str:
+    return f"{r['attn_impl'] if isinstance(r['attn_impl'], str) else 'hf'}, {r['precision'] if isinstance(r['precision'], str) else '?'}"
+
+
+def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel: str, slug: str, styles: list[str]) -> dict:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(y_label(metric))
     ax.grid(True, alpha=0.3)
@@ -104,21 +114,23 @@ def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel
         text = "not measured\nin these runs" + (f"\n({textwrap.fill(reason, 34)})" if reason else "")
         ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="0.35")
         return {"cost": cost, "xlabel": xlabel, "measured": False, "n_points": 0, "unknown": unknown, "reason": reason, "points": []}
-    for model, group in known.groupby("model", sort=False):
+    known = known.assign(_variant=known.apply(_variant, axis=1))
+    for (model, variant), group in known.groupby(["model", "_variant"], sort=False):
         group = group.sort_values("seq_len")
         colour = colours.get(model, "black")
-        ax.plot(group[cost], group["metric_value"], "-", color=colour, alpha=0.35, linewidth=1.2, zorder=2)
+        hollow = styles.index(variant) > 0 if variant in styles else False  # a second implementation: dashed, hollow
+        ax.plot(group[cost], group["metric_value"], "--" if hollow else "-", color=colour, alpha=0.35, linewidth=1.2, zorder=2)
         scatter = ax.scatter(
-            group[cost], group["metric_value"], s=46, color=colour, marker=MARKERS.get(group["family"].iloc[0], "o"),
-            edgecolors="white", linewidths=0.6, zorder=3,
+            group[cost], group["metric_value"], s=46, marker=MARKERS.get(group["family"].iloc[0], "o"), zorder=3,
+            **({"facecolors": "white", "edgecolors": colour, "linewidths": 1.4} if hollow else {"color": colour, "edgecolors": "white", "linewidths": 0.6}),
         )
-        scatter.set_gid(f"points-{slug}-{model}")
+        scatter.set_gid(f"points-{slug}-{model}" + ("-" + "".join(c if c.isalnum() else "_" for c in variant) if hollow else ""))
         for _, r in group.iterrows():
             texts.append(ax.annotate(
                 str(int(r["seq_len"])), (r[cost], r["metric_value"]), xytext=(5, 4), textcoords="offset points",
                 fontsize=8, color=colour, zorder=4,
             ))
-            points.append({"label": r["label"], "model": model, "seq_len": int(r["seq_len"]), "x": float(r[cost]), "y": float(r["metric_value"])})
+            points.append({"label": r["label"], "model": model, "variant": variant, "seq_len": int(r["seq_len"]), "x": float(r[cost]), "y": float(r["metric_value"])})
     ax.margins(x=0.15, y=0.12)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 5), useMathText=True)
@@ -202,16 +214,23 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
             ncols = 2 if len(axes_keys) == 4 else len(axes_keys)
             nrows = -(-len(axes_keys) // ncols)
             fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows + 0.8), squeeze=False, layout="constrained")
+            styles = variants(group)
             for ax, key in zip(axes.flat, axes_keys):
                 cost = costs[key]
                 label = x_label(cost, group)
-                info["panels"].append({"axis": key, **_panel(ax, group, cost, metric, colours, label, slug(key))})
+                info["panels"].append({"axis": key, **_panel(ax, group, cost, metric, colours, label, slug(key), styles)})
             present = group.drop_duplicates("model").set_index("model")
             handles = [
                 plt.Line2D([], [], color=colour, marker=MARKERS.get(present.at[m, "family"], "o"), linestyle="-", markersize=7,
                            label=f"{m}{_params(present.at[m, 'parameters'])}")
                 for m, colour in colours.items() if m in present.index
             ]
+            if len(styles) > 1:  # stock and fast path side by side: say which line style is which
+                handles += [
+                    plt.Line2D([], [], color="0.3", marker="o", linestyle="--" if i else "-", markersize=7,
+                               markerfacecolor="white" if i else "0.3", label=f"attn_impl, precision: {v}")
+                    for i, v in enumerate(styles[:2])
+                ]
             fig.suptitle(
                 f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. cost, as in {paper} of the paper\n"
                 "one colour per model; the number at each point is its input length (tokens)",

@@ -104,6 +104,7 @@ class Answer:
     fitting: int  # of which fit every limit
     unknown: dict  # budget key -> labels of runs left out because that cost is not measured
     closest: pd.Series | None = None  # when nothing fits: the run that comes nearest
+    tied: int = 1  # fitting runs as accurate as the best (the cheapest of them is chosen)
     sentence: str = ""
 
 
@@ -170,6 +171,8 @@ def answer(table: pd.DataFrame, budget: dict, costs: dict, statuses=("ok",)) -> 
         inside = group[fits]
         best = _rank(inside, costs).iloc[0] if len(inside) else None
         a = Answer(dataset, metric, best, limits, len(group), len(inside), unknown)
+        if best is not None:
+            a.tied = int((inside["metric_value"] == best["metric_value"]).sum())
         if best is None and limits:
             a.closest = _closest(group, limits, costs)
         a.sentence = sentence(a, costs)
@@ -193,6 +196,13 @@ def _closest(group: pd.DataFrame, limits: dict, costs: dict) -> pd.Series | None
     return group.loc[worst.idxmin()] if len(worst) else None
 
 
+def _tie_text(a: Answer, metric: str) -> str:
+    if a.tied < 2:
+        return ""
+    return (f"; {a.tied} configurations tie at {metric} {fmt(a.best['metric_value'])}, so accuracy does not separate them "
+            "and this is the cheapest of them in training energy, then time")
+
+
 def sentence(a: Answer, costs: dict) -> str:
     """The answer in one plain sentence."""
     metric = METRIC_LABEL.get(a.metric, a.metric)
@@ -200,8 +210,8 @@ def sentence(a: Answer, costs: dict) -> str:
         run = a.best
         return (
             f"With no budget set, the most accurate configuration on {a.dataset} is {run['label']} "
-            f"({metric} {fmt(run['metric_value'])}" + (f"; {_cost_text(run, costs)}" if _cost_text(run, costs) else "") + ")."
-        )
+            f"({metric} {fmt(run['metric_value'])}" + (f"; {_cost_text(run, costs)}" if _cost_text(run, costs) else "") + ")"
+        ) + _tie_text(a, metric) + "."
     within = _join([_limit_text(k, v) for k, v in a.limits.items()])
     left_out = sorted({label for labels in a.unknown.values() for label in labels})
     unmeasured = [FRONTIER_AXES[ax]["noun"] for ax in FRONTIER_AXES if a.unknown.get(FRONTIER_AXES[ax]["budget"])]
@@ -210,8 +220,8 @@ def sentence(a: Answer, costs: dict) -> str:
         tail = f", leaving out {len(left_out)} of {a.considered} runs whose {_join(unmeasured)} was not measured" if left_out else ""
         return (
             f"Within {within}, the most accurate configuration on {a.dataset} is {run['label']} "
-            f"({metric} {fmt(run['metric_value'])}; {_cost_text(run, costs)}){tail}."
-        )
+            f"({metric} {fmt(run['metric_value'])}; {_cost_text(run, costs)}){tail}"
+        ) + _tie_text(a, metric) + "."
     if len(left_out) == a.considered:
         return (
             f"Within {within}, no configuration on {a.dataset} can be shown to fit, because {_join(unmeasured)} "

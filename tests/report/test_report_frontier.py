@@ -112,6 +112,17 @@ def test_no_budget_gives_the_most_accurate_run():
     assert a.sentence.startswith("With no budget set, the most accurate configuration on gov_report is bigbird_large @ 1024 (Rgm 50;")
 
 
+def test_a_tie_in_accuracy_is_said_and_goes_to_the_cheapest():
+    # random-init models on the GPU study all score 0: the answer must not pretend accuracy chose the run
+    tied = GRID.assign(metric_value=0.0)
+    (a,) = frontier.answer(tied, {"kwh": None, "train_hours": None, "min_inference_samples_per_s": None}, COSTS)
+    assert a.tied == 6 and a.best["label"] == "led_base @ 1024"  # cheapest known energy; unknown energy ranks last
+    assert a.sentence.endswith("; 6 configurations tie at Rgm 0, so accuracy does not separate them "
+                               "and this is the cheapest of them in training energy, then time.")
+    (a,) = frontier.answer(GRID, {"kwh": None, "train_hours": None, "min_inference_samples_per_s": None}, COSTS)
+    assert a.tied == 1 and "tie" not in a.sentence
+
+
 def test_bigger_model_vs_longer_input_by_hand():
     # led_base@1024 (30, 1 kWh) -> longer input led_base@2048 (35, 2 kWh): +5 points for +1 kWh = 0.2 kWh/point
     #                          -> bigger model led_large@1024 (40, 4 kWh): +10 points for +3 kWh = 0.3 kWh/point
