@@ -306,7 +306,7 @@ def _labels(table: pd.DataFrame) -> pd.Series:
         if len(group) < 2:
             continue
         parts = {i: [] for i in group.index}
-        for key in ("effective_batch_size", "status", "sweep", "seed", "precision", "strategy", "attn_impl", "job"):
+        for key in ("effective_batch_size", "status", "sweep", "seed", "attn_impl", "precision", "strategy", "job"):
             values = {i: part(table.loc[i], key) for i in group.index}
             if len(set(values.values())) > 1:
                 for i in group.index:

@@ -242,12 +242,18 @@ STEP_COLUMNS = [
 
 def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     """From every configuration (model, seq_len), the two ways up the paper compares: the same model at the next
-    longer input, and the next bigger model (by parameters; same family first) at the same input. Where a
-    (model, seq_len) was run more than once, its most accurate run stands for it."""
-    runs = _rank(usable(table, statuses), costs).drop_duplicates(["dataset", "model", "seq_len"])
+    longer input, and the next bigger model (by parameters; same family first) at the same input. A step stays
+    within one implementation (attention path, precision, strategy): stock fp32 and the fast path are two
+    studies side by side, not rungs of one ladder. Where a configuration was run more than once, its most
+    accurate run stands for it."""
+    runs = usable(table, statuses)
+    impl = [runs[c].astype(object).where(runs[c].notna(), "?").astype(str) if c in runs else pd.Series("?", index=runs.index)
+            for c in ("attn_impl", "precision", "strategy")]
+    runs = _rank(runs.assign(_impl=impl[0] + "|" + impl[1] + "|" + impl[2]), costs)
+    runs = runs.drop_duplicates(["dataset", "_impl", "model", "seq_len"])
     rows = []
     energy, ttime, ispeed = costs["energy"], costs["train_time"], costs["inference_speed"]
-    for dataset, group in runs.groupby("dataset", sort=True):
+    for (dataset, _), group in runs.groupby(["dataset", "_impl"], sort=True):
         for _, a in group.sort_values(["parameters", "model", "seq_len"]).iterrows():
             longer = group[(group["model"] == a["model"]) & (group["seq_len"] > a["seq_len"])].sort_values("seq_len")
             same_len = group[(group["seq_len"] == a["seq_len"]) & (group["parameters"] > a["parameters"])]

@@ -123,6 +123,17 @@ def test_a_tie_in_accuracy_is_said_and_goes_to_the_cheapest():
     assert a.tied == 1 and "tie" not in a.sentence
 
 
+def test_steps_never_cross_from_one_implementation_to_another():
+    # the GPU study runs every configuration twice: stock fp32 and the fast path in bf16
+    stock = GRID.assign(attn_impl="hf", precision="32-true", strategy="single_gpu")
+    fast = GRID.assign(attn_impl="fast", precision="bf16-mixed", strategy="single_gpu", label=GRID["label"] + " (fast)",
+                       metric_value=GRID["metric_value"] + 100)  # the fast runs would win every dedup by accuracy
+    steps = frontier.steps(pd.concat([stock, fast], ignore_index=True), COSTS)
+    assert len(steps) == 2 * len(frontier.steps(stock, COSTS))
+    for _, row in steps.iterrows():
+        assert row["from"].endswith("(fast)") == row["to"].endswith("(fast)"), (row["from"], row["to"])
+
+
 def test_bigger_model_vs_longer_input_by_hand():
     # led_base@1024 (30, 1 kWh) -> longer input led_base@2048 (35, 2 kWh): +5 points for +1 kWh = 0.2 kWh/point
     #                          -> bigger model led_large@1024 (40, 4 kWh): +10 points for +3 kWh = 0.3 kWh/point
