@@ -43,6 +43,54 @@ class StepTimer(Callback):
         self.times.append(time.perf_counter())
 
 
+class HookClock:
+    """Adds up the main-thread time spent inside the measuring callbacks' hooks (the work they put in the way of
+    training), per hook, by wrapping each hook on the callback instances (Lightning looks hooks up by name)."""
+
+    def __init__(self, callbacks):
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        for cb in callbacks:
+            for name in dir(cb):
+                if (name.startswith("on_") or name in ("setup", "teardown")) and callable(getattr(cb, name)):
+                    setattr(cb, name, self._wrap(name, getattr(cb, name)))
+
+    def _wrap(self, name, fn):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+                self.calls[name] = self.calls.get(name, 0) + 1
+        return timed
+
+
+def background_cost(cfg) -> dict:
+    """CPU seconds of the measuring threads' periodic work, timed directly: the utilisation sample (every
+    interval_s) and CodeCarbon's power measurement (every measure_power_secs)."""
+    import psutil
+    from codecarbon import OfflineEmissionsTracker
+
+    psutil.cpu_percent(None)
+    t = time.process_time()
+    for _ in range(200):
+        psutil.cpu_percent(None)
+    sample = (time.process_time() - t) / 200
+    with tempfile.TemporaryDirectory() as out:
+        tracker = OfflineEmissionsTracker(country_iso_code="USA", output_dir=out, log_level="error", allow_multiple_runs=True,
+                                          measure_power_secs=3600, tracking_mode="machine")
+        tracker.start()
+        t = time.process_time()
+        for _ in range(5):
+            tracker._measure_power_and_energy()
+        measure = (time.process_time() - t) / 5
+        tracker.stop()
+    every_util, every_cc = float(cfg.callbacks.utilization.interval_s), float(cfg.callbacks.energy.measure_power_secs)
+    return {"utilization_sample_s": sample, "codecarbon_measure_s": measure,
+            "cpu_s_per_s": sample / every_util + measure / every_cc}
+
+
 def steady(times: list[float], warmup: int) -> list[float]:
     return [b - a for a, b in zip(times[warmup - 1 :], times[warmup:])]
 
@@ -72,6 +120,8 @@ def main(argv: list[str]) -> None:
             trainer = build_trainer(cfg, Path(run_dir), extra_callbacks=[timer])
             if not keep:
                 trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, MEASURING)]
+            else:
+                clock = HookClock([c for c in trainer.callbacks if isinstance(c, MEASURING)])
             trainer.fit(module, datamodule=data)
             rows.append((label, steady(timer.times, warmup)))
 
@@ -84,7 +134,19 @@ def main(argv: list[str]) -> None:
         med, mean = statistics.median(dts), statistics.mean(dts)
         print(f"{label:40s} {med:14.4f} {mean:12.4f} {max(dts):11.4f} {bs / mean:17.2f} {100 * (mean / base - 1):+7.1f}% {100 * (mean / nocb - 1):+15.1f}%")
         out.append({"variant": label, "median_step_s": med, "mean_step_s": mean, "max_step_s": max(dts), "samples_per_s": bs / mean, "steps": len(dts)})
-    print(json.dumps({"model": spec.name, "seq_len": cfg.seq_len, "batch_size": bs, "rows": out}))
+    # the callbacks' own work, timed directly: robust where step-time noise between runs exceeds the effect
+    per_step = ("on_train_batch_start", "on_train_batch_end")
+    in_steps = sum(clock.seconds.get(h, 0.0) for h in per_step) / max(1, clock.calls.get("on_train_batch_end", 1))
+    once = sum(v for h, v in clock.seconds.items() if h not in per_step)
+    bg = background_cost(cfg)
+    step = statistics.median(rows[2][1])
+    work = in_steps / step + bg["cpu_s_per_s"]
+    print(f"callbacks' own work: {1e6 * in_steps:.0f} us of hooks per step ({100 * in_steps / step:.3f}% of a {step:.3f} s step); "
+          f"background {1e3 * bg['utilization_sample_s']:.2f} ms CPU per utilisation sample, {1e3 * bg['codecarbon_measure_s']:.1f} ms per "
+          f"CodeCarbon measurement = {100 * bg['cpu_s_per_s']:.3f}% of one core; {once:.2f} s once at the run's start and end "
+          f"(tracker start/stop, results). Per-step work in all: {100 * work:.3f}% of step time")
+    print(json.dumps({"model": spec.name, "seq_len": cfg.seq_len, "batch_size": bs, "rows": out, "hooks_s_per_step": in_steps,
+                      "hooks_once_s": once, "background": bg, "work_pct_of_step": 100 * work}))
 
 
 if __name__ == "__main__":
