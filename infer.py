@@ -139,9 +139,11 @@ def infer(cfg: DictConfig, out_dir: Path) -> None:
         failures = 0
         for run in runs:  # a multirun directory: each run evaluated into its own <run>/infer, failures contained
             target = run / "infer"
-            if finished(target) and not cfg.overwrite:  # never put a finished evaluation at risk by accident
-                log.info("skip: %s already holds a finished evaluation (overwrite=true re-evaluates)", target)
-                continue
+            if finished(target):
+                if not cfg.overwrite:  # never put a finished evaluation at risk by accident
+                    log.info("skip: %s already holds a finished evaluation (overwrite=true re-evaluates)", target)
+                    continue
+                (target / record.FILENAME).unlink()  # asked to redo: no stale figures under the new status
             target.mkdir(exist_ok=True)
             failures += guarded(target, "infer", lambda d, run=run: evaluate_run(cfg, run, d)) != 0
         if failures:

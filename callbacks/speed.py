@@ -4,8 +4,9 @@ Training samples/s = training samples / time spent in training phases (validatio
 each validation's start and restarts at the next training step, with the GPU synchronised at both; the
 checkpoint saving in between is recorded apart, as checkpoint_time_s, and counted in train_time_s).
 Compile and warm-up count as training; the first `warmup_steps` optimizer steps are also timed on their own
-(warmup_time_s) so that steady_train_samples_per_s, over the steps after them, shows what a long run sees. Tokens/s counts input tokens
-as the model processes them, padded to seq_len. Inference samples/s = distinct ids generated / inference time.
+(warmup_time_s) so that steady_train_samples_per_s, over the steps after them, shows what a long run sees.
+Tokens/s counts input tokens as the model processes them, padded to seq_len. Inference samples/s = distinct ids
+generated / inference time.
 """
 
 from __future__ import annotations

@@ -85,6 +85,10 @@ def test_multirun_over_two_models_and_two_lengths_writes_one_directory_per_job_a
     proc = run_cli("infer.py", f"run_dir={sweep}", out=tmp_path, cache=cache_dir)
     assert (proc.stderr + proc.stdout).count("already holds a finished evaluation") == 4
     assert {p: (p / "infer" / "metrics.json").stat().st_mtime_ns for p in runs} == evaluated
+    run_cli("infer.py", f"run_dir={sweep}", "overwrite=true", out=tmp_path, cache=cache_dir)  # asked to: redone
+    for p in runs:
+        assert (p / "infer" / "metrics.json").stat().st_mtime_ns != evaluated[p]
+        assert json.loads((p / "infer" / "metrics.json").read_text())["status"] == "ok"
 
 
 def test_same_seed_gives_the_same_losses_and_metrics(tmp_path, cache_dir):
