@@ -228,7 +228,7 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
             if len(styles) > 1:  # stock and fast path side by side: say which line style is which
                 handles += [
                     plt.Line2D([], [], color="0.3", marker="o", linestyle="--" if i else "-", markersize=7,
-                               markerfacecolor="white" if i else "0.3", label=f"attn_impl, precision: {v}")
+                               markerfacecolor="white" if i else "0.3", label=v.replace(", ", " attention, ") + " precision")
                     for i, v in enumerate(styles[:2])
                 ]
             fig.suptitle(
@@ -236,7 +236,7 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
                 "one colour per model; the number at each point is its input length (tokens)",
                 fontsize=11,
             )
-            fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
+            fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(handles) > 4 else 4), frameon=False)
             declutter(fig)
             base = f"{slug(dataset)}_{name}"
             for fmt in formats:
