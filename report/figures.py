@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from report.collect import METRIC_LABEL  # noqa: E402
-from report.frontier import usable  # noqa: E402
+from report.frontier import implementation, usable  # noqa: E402
 from study import record  # noqa: E402
 
 FIGURES = {
@@ -92,12 +92,7 @@ def _params(n) -> str:
 
 def variants(runs: pd.DataFrame) -> list[str]:
     """The implementations in these runs (attention path and precision), stock HF first: each gets its own line style."""
-    keys = (runs["attn_impl"].fillna("hf").astype(str) + ", " + runs["precision"].fillna("?").astype(str)).drop_duplicates()
-    return sorted(keys, key=lambda k: (not k.startswith("hf"), k))
-
-
-def _variant(r) -> str:
-    return f"{r['attn_impl'] if isinstance(r['attn_impl'], str) else 'hf'}, {r['precision'] if isinstance(r['precision'], str) else '?'}"
+    return sorted(implementation(runs).drop_duplicates(), key=lambda k: (not k.startswith("hf"), k))
 
 
 def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel: str, slug: str, styles: list[str]) -> dict:
@@ -114,7 +109,7 @@ def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel
         text = "not measured\nin these runs" + (f"\n({textwrap.fill(reason, 34)})" if reason else "")
         ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="0.35")
         return {"cost": cost, "xlabel": xlabel, "measured": False, "n_points": 0, "unknown": unknown, "reason": reason, "points": []}
-    known = known.assign(_variant=known.apply(_variant, axis=1))
+    known = known.assign(_variant=implementation(known))
     for (model, variant), group in known.groupby(["model", "_variant"], sort=False):
         group = group.sort_values("seq_len")
         colour = colours.get(model, "black")

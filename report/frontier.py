@@ -47,6 +47,16 @@ def usable(table: pd.DataFrame, statuses=("ok",)) -> pd.DataFrame:
     return table[table["status"].isin(list(statuses)) & table["metric_value"].notna()]
 
 
+def implementation(runs: pd.DataFrame, columns=("attn_impl", "precision")) -> pd.Series:
+    """Each run's implementation as text, e.g. `fast, bf16-mixed`: the attention path (`hf` unless recorded
+    otherwise), then the other columns (`?` where unknown)."""
+    parts = []
+    for c in columns:
+        value = runs[c].astype(object) if c in runs else pd.Series(None, index=runs.index, dtype=object)
+        parts.append(value.where(value.notna(), "hf" if c == "attn_impl" else "?").astype(str))
+    return parts[0].str.cat(parts[1:], sep=", ") if len(parts) > 1 else parts[0]
+
+
 def pareto(df: pd.DataFrame, accuracy: str, cost: str, minimize: bool = True) -> pd.DataFrame:
     """The configurations no other one beats: none is at least as accurate and at least as cheap, and better in one.
     Rows with an unknown cost or accuracy are not considered. Sorted from cheapest to dearest."""
@@ -247,9 +257,7 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     studies side by side, not rungs of one ladder. Where a configuration was run more than once, its most
     accurate run stands for it."""
     runs = usable(table, statuses)
-    impl = [runs[c].astype(object).where(runs[c].notna(), "?").astype(str) if c in runs else pd.Series("?", index=runs.index)
-            for c in ("attn_impl", "precision", "strategy")]
-    runs = _rank(runs.assign(_impl=impl[0] + "|" + impl[1] + "|" + impl[2]), costs)
+    runs = _rank(runs.assign(_impl=implementation(runs, ("attn_impl", "precision", "strategy"))), costs)
     runs = runs.drop_duplicates(["dataset", "_impl", "model", "seq_len"])
     rows = []
     energy, ttime, ispeed = costs["energy"], costs["train_time"], costs["inference_speed"]

@@ -11,8 +11,13 @@ sample (stock / fast: how many times less energy) and of inference samples/s. �
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from report.frontier import fmt  # noqa: E402  (the report's number format: 3 significant digits, — if unknown)
 
 COLUMNS = [  # (results.csv column, heading, ratio direction: 1 = fast / stock, -1 = stock / fast)
     ("train_samples_per_s", "training samples/s", 1),
@@ -20,10 +25,6 @@ COLUMNS = [  # (results.csv column, heading, ratio direction: 1 = fast / stock, 
     ("joules_per_sample", "J / training sample", -1),
     ("inference_samples_per_s", "inference samples/s", 1),
 ]
-
-
-def fmt(x) -> str:
-    return "—" if x is None or pd.isna(x) else f"{x:.3g}"
 
 
 def ratio(stock, fast, direction) -> str:
