@@ -10,7 +10,8 @@ conf/model/<name>.yaml's `arch`. Inputs are full length (no padding), LED with t
   generation: batch --gen-batch, --gen-tokens new tokens, greedy, fixed length (min_new_tokens = max_new_tokens).
   impls:      stock32 = HF eager fp32 (the paper's setting), stock16 = HF under bf16 autocast,
               fast = apply_fast_path(compile=False) under bf16 autocast (flex_attention is always compiled),
-              fastc = apply_fast_path(compile=True): its encoder and decoder layers torch.compile'd too.
+              fastc = apply_fast_path(compile=True): its encoder and decoder layers torch.compile'd too,
+              fastg = apply_fast_path(compile="reduce-overhead"): compiled layers replayed as CUDA graphs.
 
 Reported per cell: samples/s, model TFLOP/s (lightning_modules/fast/flops.py), J/sample from the NVML
 total-energy counter over the timed steps, peak memory, warm-up (compile) time and energy separately.
@@ -134,6 +135,15 @@ def timed(fn, n, device, energy):
     return t, (None if e0 is None else e1 - e0), out
 
 
+def graphs_compiled():
+    """Graphs torch.compile has built in this process: a count that grows during timed steps means recompiles."""
+    try:
+        from torch._dynamo.utils import counters
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:
+        return None
+
+
 def cleanup(device):
     gc.collect()
     if device.type == "cuda":
@@ -144,8 +154,11 @@ def autocast_ctx(impl, device):
     return nullcontext() if impl == "stock32" else torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+FAST_COMPILE = {"fast": False, "fastc": True, "fastg": "reduce-overhead"}
+
+
 def set_impl(model, impl):
-    use_stock(model) if impl.startswith("stock") else use_fast(model, compile=impl == "fastc")
+    use_stock(model) if impl.startswith("stock") else use_fast(model, compile=FAST_COMPILE[impl])
 
 
 # ----------------------------------------------------------------------------------------------- cells
@@ -183,8 +196,10 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
             torch.cuda.reset_peak_memory_stats(device)
         tw, ew, _ = timed(step, warmup, device, energy)
         n = n_timed(timed(step, 1, device, energy)[0], steps, min_time)
+        g0 = graphs_compiled()
         t, e, loss = timed(step, n, device, energy)
-        rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n, loss=float(loss))
+        rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n, loss=float(loss),
+                   graphs_total=graphs_compiled(), recompiles_timed=(graphs_compiled() - g0) if g0 is not None else None)
         if device.type == "cuda":
             rec.update(peak_bytes=torch.cuda.max_memory_allocated(device),
                        static_bytes=torch.cuda.memory_allocated(device))
@@ -212,10 +227,13 @@ def gen_cell(model, family, arch, impl, B, S, new, reps, device, energy, min_tim
         with torch.no_grad(), ctx:
             tw, ew, _ = timed(fn, 1, device, energy)
             n = n_timed(timed(fn, 1, device, energy)[0], reps, min_time)
+            g0 = graphs_compiled()
             t, e, out = timed(fn, n, device, energy)
+            g1 = graphs_compiled()
         if tuple(out.shape) != (B, 1 + new):
             return dict(status=f"bad output shape {tuple(out.shape)}")
-        rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n)
+        rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n, graphs_total=g1,
+                   recompiles_timed=(g1 - g0) if g0 is not None else None)
         if device.type == "cuda":
             rec.update(peak_bytes=torch.cuda.max_memory_allocated(device))
         return rec
@@ -334,12 +352,13 @@ def profile_step(model, family, arch, impl, B, S, T, device):
     del opt
     model.zero_grad(set_to_none=True)
     cleanup(device)
+    # device-side events only: inductor launches each Triton kernel inside a CPU-side event of the same name,
+    # and key_averages() merges the two, counting those kernels twice (busy time came out above wall time)
     kernels = {}
-    for e in prof.key_averages():
-        t = getattr(e, "self_device_time_total", None)
-        t = getattr(e, "self_cuda_time_total", 0) if t is None else t
-        if t > 0 and e.key and not e.key.startswith("aten::") and not e.key.startswith("cuda"):
-            kernels[e.key] = kernels.get(e.key, 0) + t / 1e6
+    for e in prof.events():
+        # "Optimizer.step#AdamW.step"-style names are annotations spanning kernels, not kernels
+        if e.device_type == torch.autograd.DeviceType.CUDA and e.name and not e.name.startswith("cuda") and "#" not in e.name:
+            kernels[e.name] = kernels.get(e.name, 0) + e.time_range.elapsed_us() / 1e6
     total = sum(kernels.values())
 
     def kind(name):

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 FAMILIES = ("led", "bigbird_pegasus")
 ATTN_IMPLS = ("hf", "fast")
+COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune-no-cudagraphs")  # torch.compile modes
 PROJECT_TOKENIZER = "project"
 
 
@@ -50,7 +51,7 @@ class ModelSpec:
     pretrained: bool = False
     tokenizer: str | None = None
     attn_impl: str = "hf"
-    compile: bool = False
+    compile: bool | str = False  # false, true, or a torch.compile mode for the fast path ("reduce-overhead": + CUDA graphs)
     gradient_checkpointing: bool = False
     published_params: int | None = None
     max_input_positions: int | None = None
@@ -59,6 +60,8 @@ class ModelSpec:
         _classes(self.family)  # validates the family
         if self.attn_impl not in ATTN_IMPLS:
             raise StudyError(f"model.attn_impl={self.attn_impl} is not one of: {', '.join(ATTN_IMPLS)}")
+        if self.compile not in COMPILE_MODES:
+            raise StudyError(f"model.compile={self.compile} is not one of: {', '.join(map(str, COMPILE_MODES))}")
         self.arch = dict(self.arch)
 
     # ---- what the rest of the pipeline asks of a model ------------------------------------------------------

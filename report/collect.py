@@ -32,7 +32,7 @@ RECENT_S = 600  # an incomplete run whose record changed this recently may still
 IDENTITY = [
     "model", "family", "parameters", "pretrained", "dataset", "task", "seq_len",
     "batch_size", "batch_size_source", "accumulate_grad_batches", "effective_batch_size",
-    "strategy", "devices", "num_nodes", "precision", "attn_impl", "seed",
+    "strategy", "devices", "num_nodes", "precision", "attn_impl", "compile", "seed",
 ]
 ACCURACY = ["metric", "metric_value", "accuracy_source", "rouge1", "rouge2", "rougeL", "rgm", "f1", "train_best_value", "infer_status"]
 PROGRESS = ["best_step", "global_step", "epochs", "stopped_early"]
@@ -161,7 +161,8 @@ def _from_config(cfg: dict) -> dict:
         "batch_size_source": ("config" if isinstance(batch, int) else f"config: {batch} (not resolved: the run did not get that far)") if batch is not None else None,
         "accumulate_grad_batches": accumulate, "effective_batch_size": effective,
         "strategy": strategy.get("name") if isinstance(strategy, dict) else None, "devices": devices, "num_nodes": nodes,
-        "precision": _get(cfg, "strategy.precision"), "attn_impl": _get(cfg, "model.attn_impl"), "seed": _get(cfg, "seed"),
+        "precision": _get(cfg, "strategy.precision"), "attn_impl": _get(cfg, "model.attn_impl"),
+        "compile": _get(cfg, "model.compile") if _get(cfg, "model.attn_impl") == "fast" else None, "seed": _get(cfg, "seed"),
         "metric": TASK_METRIC.get(task),
     }
 

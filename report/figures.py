@@ -42,6 +42,7 @@ NAMES = {  # x-axis names of the record's cost figures; the unit comes from reco
     "cpu_utilization_pct": "Average CPU utilization", "energy_inference_kwh": "Inference energy", "inference_time_s": "Inference time",
 }
 MARKERS = {"led": "o", "bigbird_pegasus": "s"}
+LINESTYLES = ["-", "--", ":", "-."]  # one per implementation, stock HF first
 MANIFEST = "figures.json"
 
 
@@ -113,8 +114,10 @@ def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel
     for (model, variant), group in known.groupby(["model", "_variant"], sort=False):
         group = group.sort_values("seq_len")
         colour = colours.get(model, "black")
-        hollow = styles.index(variant) > 0 if variant in styles else False  # a second implementation: dashed, hollow
-        ax.plot(group[cost], group["metric_value"], "--" if hollow else "-", color=colour, alpha=0.35, linewidth=1.2, zorder=2)
+        index = styles.index(variant) if variant in styles else 0
+        hollow = index > 0  # stock HF solid; each other implementation hollow, with its own line style
+        ax.plot(group[cost], group["metric_value"], LINESTYLES[index % len(LINESTYLES)], color=colour, alpha=0.35,
+                linewidth=1.2, zorder=2)
         scatter = ax.scatter(
             group[cost], group["metric_value"], s=46, marker=MARKERS.get(group["family"].iloc[0], "o"), zorder=3,
             **({"facecolors": "white", "edgecolors": colour, "linewidths": 1.4} if hollow else {"color": colour, "edgecolors": "white", "linewidths": 0.6}),
@@ -222,9 +225,9 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
             ]
             if len(styles) > 1:  # stock and fast path side by side: say which line style is which
                 handles += [
-                    plt.Line2D([], [], color="0.3", marker="o", linestyle="--" if i else "-", markersize=7,
+                    plt.Line2D([], [], color="0.3", marker="o", linestyle=LINESTYLES[i % len(LINESTYLES)], markersize=7,
                                markerfacecolor="white" if i else "0.3", label=v.replace(", ", " attention, ") + " precision")
-                    for i, v in enumerate(styles[:2])
+                    for i, v in enumerate(styles)
                 ]
             fig.suptitle(
                 f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. cost, as in {paper} of the paper\n"

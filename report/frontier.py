@@ -47,13 +47,26 @@ def usable(table: pd.DataFrame, statuses=("ok",)) -> pd.DataFrame:
     return table[table["status"].isin(list(statuses)) & table["metric_value"].notna()]
 
 
+def _compile_label(mode):
+    """model.compile as recorded (bool, a torch.compile mode, or either as text from a csv) -> label or None."""
+    if mode is True or str(mode).lower() in ("true", "default"):
+        return "compiled"
+    if isinstance(mode, str) and mode.lower() not in ("false", "none", "nan", ""):
+        return mode
+    return None
+
+
 def implementation(runs: pd.DataFrame, columns=("attn_impl", "precision")) -> pd.Series:
     """Each run's implementation as text, e.g. `fast, bf16-mixed`: the attention path (`hf` unless recorded
     otherwise), then the other columns (`?` where unknown)."""
     parts = []
     for c in columns:
         value = runs[c].astype(object) if c in runs else pd.Series(None, index=runs.index, dtype=object)
-        parts.append(value.where(value.notna(), "hf" if c == "attn_impl" else "?").astype(str))
+        value = value.where(value.notna(), "hf" if c == "attn_impl" else "?").astype(str)
+        if c == "attn_impl" and "compile" in runs:  # compiled fast paths are other implementations: `fast (compiled)`
+            mode = runs["compile"].map(_compile_label)
+            value = value.where(mode.isna(), value + " (" + mode.astype(str) + ")")
+        parts.append(value)
     return parts[0].str.cat(parts[1:], sep=", ") if len(parts) > 1 else parts[0]
 
 

@@ -3,6 +3,8 @@
 #   bash scripts/gpu_bench_fast.sh smoke   # GPU same-function checks + a short probe (about 4 minutes)
 #   bash scripts/gpu_bench_fast.sh full    # the benchmark (under 7 minutes), one process per model
 #   bash scripts/gpu_bench_fast.sh check   # only the same-function checks, LED and BigBird (about 2 minutes)
+# full takes LED_PLAN / BB_PLAN (cells in order), LENGTHS, T_LED_BASE / T_LED_LARGE / T_BIGBIRD (seconds per
+# model's process), MODELS (a subset) and CHECK=0 (skip the same-function checks).
 # Results go to $OUT (the device tool's folder) or benchmarks/results/local; at most 8 files come back from
 # the device, so every process appends to the same results.jsonl and the tables are rebuilt from it.
 set -uo pipefail
@@ -46,9 +48,11 @@ PY
     BB_PLAN=${BB_PLAN:-train:paper:stock32,train:paper:fast,gen:fixed:stock32,gen:fixed:fast,train:max:stock32,train:max:fast,profile:paper:fast,train:paper:stock16,train:paper:fastc}
     for spec in "led_base:${T_LED_BASE:-150}:40" "led_large:${T_LED_LARGE:-135}:40" "bigbird_large:${T_BIGBIRD:-110}:15"; do
       IFS=: read -r name limit margin <<< "$spec"
+      [[ ",${MODELS:-led_base,led_large,bigbird_large}," == *",$name,"* ]] || continue
       plan=$LED_PLAN; extra=""  # same-function checks on this GPU for the code as benchmarked
       [ "$name" = led_base ] && extra="--check --check-len led=2048"  # LED-large runs the same code
       [ "$name" = bigbird_large ] && { plan=$BB_PLAN; extra="--check --check-len bigbird=1024"; }
+      [ "${CHECK:-1}" = 0 ] && extra=""  # CHECK=0: the checks already ran on this code (the check phase)
       timeout -s INT -k 10 "$limit" $PY benchmarks/bench_fast.py --out "$OUT/bench" --models "$name" \
         --lengths "${LENGTHS:-4096}" --plan "$plan" --steps 4 --warmup 1 --gen-reps 1 --min-time 1.5 \
         --budget-s $((limit - margin)) $extra 2>&1 | tee -a "$LOG"

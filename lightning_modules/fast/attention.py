@@ -16,6 +16,11 @@ TILE = 128  # flex's default sparse block: every kernel config works with it on 
 # "auto": flex on CUDA, dense elsewhere (flex has no CPU backward). Tests set "flex" to run eager flex on CPU.
 BACKEND = "auto"
 
+# Forward tiles of the flex kernel on CUDA. Its default on the H100 (torch 2.11: 128 x 128) runs these masked
+# patterns at 24 TFLOP/s (LED, 4096 tokens) and 3 TFLOP/s (BigBird); 64 x 64 runs the same forward 8.9x and 13x
+# faster (benchmarks/flex_probe.py, BENCHMARKS.md). The backward keeps flex's defaults (the probe saw no gain).
+FWD_KERNEL_OPTIONS = {"BLOCK_M": 64, "BLOCK_N": 64}
+
 _compiled_flex = None
 
 
@@ -96,7 +101,8 @@ def attend(q, k, v, pattern, scale):
             fn = compiled_flex()
         else:
             fn = flex_attention  # inside an outer torch.compile, or eager CPU for tests
-        return fn(q, k, v, block_mask=pattern.block_mask(), scale=scale)
+        opts = dict(kernel_options=FWD_KERNEL_OPTIONS) if q.is_cuda and FWD_KERNEL_OPTIONS else {}
+        return fn(q, k, v, block_mask=pattern.block_mask(), scale=scale, **opts)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.dense_allowed(), scale=scale)
 
 

@@ -21,16 +21,19 @@ from .led import led_encode, led_layer
 class FastState:
     def __init__(self, family, compile):
         self.family = family
-        self.compile = compile
+        self.compile = compile  # False, True, or a torch.compile mode ("reduce-overhead" adds CUDA graphs)
         enc_layer = led_layer if family == "led" else bigbird_layer
         # one compiled graph per layer kind, shared by every layer of that kind (parameters are graph inputs)
         if compile:
             torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        self.enc_layer = torch.compile(enc_layer, dynamic=False) if compile else enc_layer
-        self.dec_layer = torch.compile(decoder_layer, dynamic=False) if compile else decoder_layer
+            mode = None if compile is True or compile == "default" else compile
+            enc_layer = torch.compile(enc_layer, dynamic=False, mode=mode)
+            decoder_fn = torch.compile(decoder_layer, dynamic=False, mode=mode)
+        else:
+            decoder_fn = decoder_layer
+        self.enc_layer, self.dec_layer = enc_layer, decoder_fn
         self.bb_cache = {}  # BigBird: static per-layer block maps, keyed by (layer, length, training, device)
         self.gen_graph = None  # generate.py: the last captured decode graph and its buffers
-        self.compiled_step = None  # generate.py: the decode step, compiled when compile=True
 
 
 def _family(model):

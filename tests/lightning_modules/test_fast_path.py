@@ -413,8 +413,45 @@ def test_compiled_layers_match_stock_forward():
         assert rel(out, ref) <= TOL
 
 
+def test_decode_step_reads_only_tensors_that_outlive_its_graph():
+    # On CUDA the step is captured once and replayed on later calls at the capture's addresses, so it may read
+    # only tensors that live as long as the graph (W's buffers, the state, the model's parameters), never one
+    # made per generate call: an EOS-id tensor made per call was freed, and replays read out-of-range indices.
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    from lightning_modules.fast import generate as G
+
+    m = led_model().eval()
+    apply_fast_path(m)
+    s = dict(G.generation_settings(m), max_new=6, min_new=4)
+    W = G.DecoderWeights(m, "led", torch.float32)
+    st = G._new_state(W, 2, 64, 6, s["eos"], torch.device("cpu"))
+    G._load(W, st, torch.randn(2, 64, 32), torch.ones(2, 64, dtype=torch.bool), s["start"])
+    ptr = lambda t: t.untyped_storage().data_ptr()
+
+    class Reads(TorchDispatchMode):
+        made, read = set(), {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            for t in tree_leaves((args, kwargs)):
+                if isinstance(t, torch.Tensor) and t.dim() > 0 and ptr(t) not in self.made:
+                    self.read[ptr(t)] = (str(func), tuple(t.shape))
+            out = func(*args, **(kwargs or {}))
+            self.made.update(ptr(t) for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+            return out
+
+    with torch.no_grad(), Reads() as r:
+        G.decode_step(W, st, s)
+    lived = [*W.buffers.values(), *(v for v in vars(st).values() if isinstance(v, torch.Tensor)), *m.parameters(),
+             *m.buffers()]
+    outside = {p: r.read[p] for p in set(r.read) - {ptr(t) for t in lived}}
+    assert st.eos is not None and ptr(st.eos) in r.read  # the EOS ids are read, from the state
+    assert not outside, f"decode_step reads tensors a replayed graph would not keep alive: {outside}"
+
+
 @pytest.mark.slow
-def test_compiled_decode_step_matches_hf_generate():
+def test_compile_true_generation_matches_hf_generate():
     m = led_model().eval()
     kw = inputs(256, led=True)
     kw.pop("labels")

@@ -108,3 +108,9 @@ def test_unreachable_hub_weights_name_the_offline_overrides(monkeypatch):
 def test_unknown_attention_implementation():
     with pytest.raises(StudyError, match="model.attn_impl=flash is not one of: hf, fast"):
         spec("led_tiny", attn_impl="flash")
+
+
+def test_compile_takes_a_bool_or_a_torch_compile_mode():
+    assert spec("led_tiny", compile="reduce-overhead").compile == "reduce-overhead"
+    with pytest.raises(StudyError, match="model.compile=fastest is not one of: False, True, default, reduce-overhead"):
+        spec("led_tiny", compile="fastest")

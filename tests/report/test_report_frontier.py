@@ -134,6 +134,14 @@ def test_steps_never_cross_from_one_implementation_to_another():
         assert row["from"].endswith("(fast)") == row["to"].endswith("(fast)"), (row["from"], row["to"])
 
 
+def test_compiled_fast_path_is_its_own_implementation():
+    runs = pd.DataFrame({"attn_impl": ["hf", "fast", "fast", "fast", "fast"], "precision": ["32-true"] + ["bf16-mixed"] * 4,
+                         "compile": [None, False, True, "reduce-overhead", "True"]})  # the last as read back from a csv
+    assert list(frontier.implementation(runs)) == [
+        "hf, 32-true", "fast, bf16-mixed", "fast (compiled), bf16-mixed", "fast (reduce-overhead), bf16-mixed",
+        "fast (compiled), bf16-mixed"]
+
+
 def test_bigger_model_vs_longer_input_by_hand():
     # led_base@1024 (30, 1 kWh) -> longer input led_base@2048 (35, 2 kWh): +5 points for +1 kWh = 0.2 kWh/point
     #                          -> bigger model led_large@1024 (40, 4 kWh): +10 points for +3 kWh = 0.3 kWh/point
