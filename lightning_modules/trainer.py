@@ -38,6 +38,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None =
 
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     callbacks += [ValidateOnLastStep(), *(extra_callbacks or [])]
+    if cfg.strategy.backend == "ddp_spawn":
+        from study.ddp import LeaveTogether
+
+        callbacks.append(LeaveTogether())
     # `~callbacks.best_checkpoint ~callbacks.last_checkpoint` means no checkpoints, not Lightning's default one
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     # validation every data.val_every_steps optimizer steps; Lightning counts batches
