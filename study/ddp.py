@@ -120,9 +120,9 @@ def hydra_ddp_strategy(cfg):
 
 class LeaveTogether(Callback):
     """Under ddp_spawn: the ranks finish fit together and close the process group before their processes exit.
-    Left to exit on their own, a rank could go while a peer's gloo connection was still open, and the peer
-    aborted (`terminate called without an active exception`, SIGABRT: 2 of 12 test runs on 2 CPU processes),
-    which failed a finished run. Runs after every on_fit_end hook (their gathers are collectives)."""
+    Left to exit on their own with the group open, rank 1 sometimes aborted at exit (`terminate called without an
+    active exception`, SIGABRT: 2 of 12 test runs on 2 CPU processes, 0 of 14 with this), which failed a finished
+    run. A teardown hook runs after every on_fit_end hook, whose gathers are collectives."""
 
     def teardown(self, trainer, pl_module, stage):
         import torch.distributed as dist
