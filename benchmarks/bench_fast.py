@@ -198,8 +198,9 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
         n = n_timed(timed(step, 1, device, energy)[0], steps, min_time)
         g0 = graphs_compiled()
         t, e, loss = timed(step, n, device, energy)
+        g1 = graphs_compiled()
         rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n, loss=float(loss),
-                   graphs_total=graphs_compiled(), recompiles_timed=(graphs_compiled() - g0) if g0 is not None else None)
+                   graphs_total=g1, recompiles_timed=(g1 - g0) if g0 is not None else None)
         if device.type == "cuda":
             rec.update(peak_bytes=torch.cuda.max_memory_allocated(device),
                        static_bytes=torch.cuda.memory_allocated(device))

@@ -49,7 +49,7 @@ def usable(table: pd.DataFrame, statuses=("ok",)) -> pd.DataFrame:
 
 def _compile_label(mode):
     """model.compile as recorded (bool, a torch.compile mode, or either as text from a csv) -> label or None."""
-    if mode is True or str(mode).lower() in ("true", "default"):
+    if str(mode).lower() in ("true", "default"):  # True, "True" (from a csv) or the default mode
         return "compiled"
     if isinstance(mode, str) and mode.lower() not in ("false", "none", "nan", ""):
         return mode
