@@ -11,7 +11,9 @@ conf/model/<name>.yaml's `arch`. Inputs are full length (no padding), LED with t
   impls:      stock32 = HF eager fp32 (the paper's setting), stock16 = HF under bf16 autocast,
               fast = apply_fast_path(compile=False) under bf16 autocast (flex_attention is always compiled),
               fastc = apply_fast_path(compile=True): its encoder and decoder layers torch.compile'd too,
-              fastg = apply_fast_path(compile="reduce-overhead"): compiled layers replayed as CUDA graphs.
+              fastg = apply_fast_path(compile="reduce-overhead"): compiled layers replayed as CUDA graphs,
+              fastcg = apply_fast_path(compile=True, cuda_graph=True): each training step's forward and backward
+                       replayed as two CUDA graphs (generation as fastc), fasteg = the same with eager layers.
 
 Reported per cell: samples/s, model TFLOP/s (lightning_modules/fast/flops.py), J/sample from the NVML
 total-energy counter over the timed steps, peak memory, warm-up (compile) time and energy separately.
@@ -77,9 +79,10 @@ def use_stock(model):
     model.__dict__.pop("forward", None)  # the class's forward again; the fast state stays attached
 
 
-def use_fast(model, compile):
-    if getattr(model, "_fast", None) is None or model._fast.compile != compile:
-        apply_fast_path(model, compile=compile)
+def use_fast(model, compile, cuda_graph=False):
+    fast = getattr(model, "_fast", None)
+    if fast is None or fast.compile != compile or fast.cuda_graph != cuda_graph:
+        apply_fast_path(model, compile=compile, cuda_graph=cuda_graph)
     model.forward = types.MethodType(fast_forward, model)
 
 
@@ -154,11 +157,14 @@ def autocast_ctx(impl, device):
     return nullcontext() if impl == "stock32" else torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-FAST_COMPILE = {"fast": False, "fastc": True, "fastg": "reduce-overhead"}
+FAST_IMPLS = {  # impl -> (compile, cuda_graph)
+    "fast": (False, False), "fastc": (True, False), "fastg": ("reduce-overhead", False), "fastcg": (True, True),
+    "fasteg": (False, True),
+}
 
 
 def set_impl(model, impl):
-    use_stock(model) if impl.startswith("stock") else use_fast(model, compile=FAST_COMPILE[impl])
+    use_stock(model) if impl.startswith("stock") else use_fast(model, *FAST_IMPLS[impl])
 
 
 # ----------------------------------------------------------------------------------------------- cells
@@ -201,6 +207,8 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
         g1 = graphs_compiled()
         rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n, loss=float(loss),
                    graphs_total=g1, recompiles_timed=(g1 - g0) if g0 is not None else None)
+        if getattr(getattr(model, "_fast", None), "train_graphs", None) is not None:
+            rec["step_graphs"] = len(model._fast.train_graphs)
         if device.type == "cuda":
             rec.update(peak_bytes=torch.cuda.max_memory_allocated(device),
                        static_bytes=torch.cuda.memory_allocated(device))
@@ -209,7 +217,15 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
         opt.zero_grad(set_to_none=True)
         del opt
         model.zero_grad(set_to_none=True)
+        release_graphs(model)
         cleanup(device)
+
+
+def release_graphs(model):
+    """Drop captured training graphs: their memory pool would otherwise stay reserved into the next cell."""
+    graphs = getattr(getattr(model, "_fast", None), "train_graphs", None)
+    if graphs is not None:
+        graphs.reset()
 
 
 def gen_cell(model, family, arch, impl, B, S, new, reps, device, energy, min_time=0.0):
@@ -328,6 +344,48 @@ def check_model(name, family, arch, S, device, gen_tokens=24):
     res.append(r)
     del stock, fast
     cleanup(device)
+    if device.type == "cuda":
+        res += check_step_graph(name, family, arch, S, device)
+    return res
+
+
+def check_step_graph(name, family, arch, S, device):
+    """cuda_graph=True (compiled layers, as benchmarked) vs stock fp32 in training mode with dropout 0 (a replay's
+    dropout draws differ from eager's): the capture step, a replay on other data, and two accumulated steps."""
+    arch0 = dict(arch, dropout=0.0)
+    torch.manual_seed(0)
+    stock = build(family, arch0, device).train()
+    graphed = apply_fast_path(copy.deepcopy(stock), compile=True, cuda_graph=True).train()
+    batches = []
+    for seed in (1, 2):
+        kw = make_batch(family, arch0, 2, S, 64, device, seed=seed, pad_tail=S // 3 * seed, n_global=2 + seed)
+        kw["labels"][0, -10:] = -100
+        batches.append(kw)
+
+    def grads(m, *kws):
+        m.zero_grad(set_to_none=True)
+        losses = []
+        for kw in kws:
+            loss = m(**kw).loss
+            loss.backward()
+            losses.append(float(loss))
+        g = {n: p.grad.detach().clone() for n, p in m.named_parameters() if p.grad is not None}
+        m.zero_grad(set_to_none=True)
+        return losses, g
+
+    res = []
+    for what, kws in (("capture", batches[:1]), ("replay_new_data", batches[1:]), ("accumulate_2", batches)):
+        l0, g0 = grads(stock, *kws)
+        l1, g1 = grads(graphed, *kws)
+        flat0 = torch.cat([g.flatten() for g in g0.values()])
+        flat1 = torch.cat([g1[n].flatten() for n in g0]) if set(g0) <= set(g1) else flat0 * float("nan")
+        r = dict(model=name, check=f"step_graph_fp32_{what}", S=S, loss_stock=l0, loss_fast=l1,
+                 loss_rel=max(abs(a - b) / abs(b) for a, b in zip(l1, l0)), grads_rel=rel(flat1, flat0),
+                 same_param_set=set(g0) == set(g1), graphs=len(graphed._fast.train_graphs))
+        r["pass"] = bool(r["loss_rel"] <= 1e-4 and r["grads_rel"] <= 1e-4 and r["same_param_set"])
+        res.append(r)
+    del stock, graphed
+    cleanup(device)
     return res
 
 
@@ -352,6 +410,7 @@ def profile_step(model, family, arch, impl, B, S, T, device):
         wall = time.perf_counter() - t0
     del opt
     model.zero_grad(set_to_none=True)
+    release_graphs(model)
     cleanup(device)
     # device-side events only: inductor launches each Triton kernel inside a CPU-side event of the same name,
     # and key_averages() merges the two, counting those kernels twice (busy time came out above wall time)
@@ -508,6 +567,7 @@ def main():
     ap.add_argument("--min-time", type=float, default=1.5, help="time each cell over at least this many seconds")
     ap.add_argument("--check", action="store_true", help="run the GPU same-function checks first")
     ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--check-step-graph", action="store_true", help="only the cuda_graph=True checks, then the cells")
     ap.add_argument("--check-len", default="led=2048,bigbird=1024")
     ap.add_argument("--budget-s", type=float, default=1e9, help="start no new cell after this many seconds")
     ap.add_argument("--device", default="cuda")
@@ -530,7 +590,8 @@ def main():
     jsonl = open(out / "results.jsonl", "a")
     records, checks = [], []
 
-    if args.check or args.check_only:
+    if args.check or args.check_only or args.check_step_graph:
+        tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         lens = dict(kv.split("=") for kv in args.check_len.split(","))
@@ -539,7 +600,10 @@ def main():
             S = int(lens[family])
             t0 = time.perf_counter()
             try:
-                res = check_model(name, family, arch, S, device)
+                if args.check_step_graph:
+                    res = check_step_graph(name, family, arch, S, device)
+                else:
+                    res = check_model(name, family, arch, S, device)
             except Exception as e:
                 traceback.print_exc()
                 res = [dict(model=name, check="error", S=S, error=repr(e)[:300], **{"pass": False})]
@@ -549,6 +613,7 @@ def main():
                 jsonl.write(json.dumps(dict(kind="check", **r)) + "\n")
                 jsonl.flush()
             checks += res
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32  # the cells: torch's defaults
         if args.check_only:
             finish(out, records, checks, args)
             return
@@ -601,7 +666,7 @@ def finish(out, records, checks, args):
     for c in checks:
         print("[check]", c.get("model"), c.get("check"), "PASS" if c.get("pass") else "FAIL",
               {k: (round(v, 8) if isinstance(v, float) else v) for k, v in c.items()
-               if k in ("logits_rel", "grads_rel", "worst_param_rel", "fast_bf16_vs_stock_fp32",
+               if k in ("logits_rel", "loss_rel", "grads_rel", "worst_param_rel", "fast_bf16_vs_stock_fp32",
                         "stock_bf16_vs_stock_fp32", "identical", "token_agreement", "error")})
     for p in profiles:
         print("[profile]", p.get("model"), p.get("impl"), "S", p.get("S"), "B", p.get("batch"), "wall",

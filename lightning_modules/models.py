@@ -52,6 +52,7 @@ class ModelSpec:
     tokenizer: str | None = None
     attn_impl: str = "hf"
     compile: bool | str = False  # false, true, or a torch.compile mode for the fast path ("reduce-overhead": + CUDA graphs)
+    cuda_graph: bool = False  # fast path: each training step's forward and backward replayed as CUDA graphs
     gradient_checkpointing: bool = False
     published_params: int | None = None
     max_input_positions: int | None = None
@@ -62,6 +63,13 @@ class ModelSpec:
             raise StudyError(f"model.attn_impl={self.attn_impl} is not one of: {', '.join(ATTN_IMPLS)}")
         if self.compile not in COMPILE_MODES:
             raise StudyError(f"model.compile={self.compile} is not one of: {', '.join(map(str, COMPILE_MODES))}")
+        if self.cuda_graph not in (False, True):
+            raise StudyError(f"model.cuda_graph={self.cuda_graph} is not one of: true, false")
+        if self.cuda_graph and self.attn_impl != "fast":
+            raise StudyError(f"model.cuda_graph=True needs model.attn_impl=fast (got {self.attn_impl})")
+        if self.cuda_graph and self.compile == "reduce-overhead":
+            raise StudyError("model.cuda_graph=True captures whole steps; model.compile=reduce-overhead adds CUDA "
+                             "graphs inside them: use model.compile=true with it")
         self.arch = dict(self.arch)
 
     # ---- what the rest of the pipeline asks of a model ------------------------------------------------------
@@ -149,7 +157,7 @@ class ModelSpec:
         if self.attn_impl == "fast":
             from lightning_modules.fast import apply_fast_path
 
-            model = apply_fast_path(model, compile=self.compile)
+            model = apply_fast_path(model, compile=self.compile, cuda_graph=self.cuda_graph)
         return model, tokenizer
 
     def prepare_for_length(self, model, seq_len: int) -> str:
@@ -202,5 +210,5 @@ def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
     if spec.attn_impl == "fast":
         from lightning_modules.fast import apply_fast_path
 
-        model = apply_fast_path(model, compile=spec.compile)
+        model = apply_fast_path(model, compile=spec.compile, cuda_graph=spec.cuda_graph)
     return model, tokenizer

@@ -3,6 +3,8 @@
 #   bash scripts/gpu_bench_fast.sh smoke   # GPU same-function checks + a short probe (about 4 minutes)
 #   bash scripts/gpu_bench_fast.sh full    # the benchmark (under 7 minutes), one process per model
 #   bash scripts/gpu_bench_fast.sh check   # only the same-function checks, LED and BigBird (about 2 minutes)
+#   bash scripts/gpu_bench_fast.sh graph   # model.cuda_graph: GPU tests, its checks, paper-batch cells (about 8 minutes;
+#                                          # pytest from the carried wheels: source scripts/gpu_env.sh first)
 # full takes LED_PLAN / BB_PLAN (cells in order), LENGTHS, T_LED_BASE / T_LED_LARGE / T_BIGBIRD (seconds per
 # model's process), MODELS (a subset) and CHECK=0 (skip the same-function checks).
 # Results go to $OUT (the device tool's folder) or benchmarks/results/local; at most 8 files come back from
@@ -58,8 +60,23 @@ PY
         --budget-s $((limit - margin)) $extra 2>&1 | tee -a "$LOG"
     done
     ;;
+  graph)
+    # model.cuda_graph=true: its GPU tests, its same-function checks on the real architectures, then stock fp32,
+    # compiled layers and the captured step side by side at the paper's batch (GRAPH_PLAN, LENGTHS)
+    $PY -m pytest -q -m gpu -p no:cacheprovider tests/lightning_modules/test_step_graph.py 2>&1 | tee -a "$LOG"
+    plan=${GRAPH_PLAN:-train:paper:stock32,train:paper:fastc,train:paper:fastcg,train:paper:fasteg}
+    for spec in "led_base:${T_LED_BASE:-160}:40:led=2048" "led_large:${T_LED_LARGE:-110}:30:" "bigbird_large:${T_BIGBIRD:-170}:40:bigbird=1024"; do
+      IFS=: read -r name limit margin check <<< "$spec"
+      [[ ",${MODELS:-led_base,led_large,bigbird_large}," == *",$name,"* ]] || continue
+      extra=""
+      [ -n "$check" ] && [ "${CHECK:-1}" != 0 ] && extra="--check-step-graph --check-len $check"
+      timeout -s INT -k 10 "$limit" $PY benchmarks/bench_fast.py --out "$OUT/bench" --models "$name" \
+        --lengths "${LENGTHS:-4096}" --plan "$plan" --steps 4 --warmup 1 --min-time 1.5 \
+        --budget-s $((limit - margin)) $extra 2>&1 | tee -a "$LOG"
+    done
+    ;;
   check)
     bench --check-only --models led_base,bigbird_large --check-len led=2048,bigbird=1024
     ;;
-  *) echo "usage: $0 smoke|full|check"; exit 2 ;;
+  *) echo "usage: $0 smoke|full|check|graph"; exit 2 ;;
 esac

@@ -16,5 +16,5 @@ pip_dl hydra-core==1.3.8 omegaconf==2.3.1 \
   codecarbon==3.3.2 rapidfuzz==3.14.6 arrow==1.4.0 types-python-dateutil pycountry==26.2.16 pydantic==2.14.3 \
   pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 questionary==2.1.1 prompt-toolkit==3.0.53 \
   wcwidth==0.9.4 authlib==1.9.9 joserfc==1.8.0 cryptography==50.0.2 cffi==2.1.1 pycparser==3.12 \
-  nltk==3.10.4 defusedxml==0.7.1
+  nltk==3.10.4 defusedxml==0.7.1 pytest==8.4.2 pluggy==1.7.0 iniconfig==2.3.1  # pytest: the -m gpu tests
 ls .whl

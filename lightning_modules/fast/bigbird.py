@@ -134,8 +134,9 @@ def bigbird_layer(layer, x, pattern, copy_idx, valid, training, p_drop, p_act):
     return x + F.dropout(layer.fc2(h), p_drop, training)
 
 
-def bigbird_encode(enc, input_ids, attention_mask, cache, layer_fn=bigbird_layer):
-    """-> (hidden [B, L0, D], valid [B, L0]) as BigBirdPegasusEncoder's last_hidden_state and the key mask."""
+def bigbird_encode(enc, input_ids, attention_mask, cache, layer_fn=bigbird_layer, all_valid=None):
+    """-> (hidden [B, L0, D], valid [B, L0]) as BigBirdPegasusEncoder's last_hidden_state and the key mask.
+    all_valid: whether no input token is padding (None: checked here, a host sync)."""
     cfg = enc.config
     B, L0 = input_ids.shape
     x = enc.embed_tokens(input_ids) + enc.embed_positions.weight[:L0]
@@ -156,7 +157,8 @@ def bigbird_encode(enc, input_ids, attention_mask, cache, layer_fn=bigbird_layer
         x = F.pad(x, (0, 0, 0, Lb - L0))
         valid = F.pad(valid, (0, Lb - L0))
     # unpadded batches (long documents cut to length) reuse their masks: 16 layers' masks cost ms of host time
-    all_valid = bool(valid.all())
+    if all_valid is None:
+        all_valid = bool(valid.all())
     patterns = []  # all layers' masks first: no mask building between layers' kernels
     for i, layer in enumerate(enc.layers):
         sa = layer.self_attn.self

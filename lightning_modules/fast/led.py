@@ -92,8 +92,10 @@ def led_layer(layer, x, pattern, gidx, gval, valid, training, p_drop, p_act):
     return layer.final_layer_norm(x + h)
 
 
-def led_encode(enc, input_ids, attention_mask, global_attention_mask, layer_fn=led_layer):
-    """-> (hidden [B, L0, D], valid [B, L0]) as LEDEncoder's last_hidden_state and the key mask."""
+def led_encode(enc, input_ids, attention_mask, global_attention_mask, layer_fn=led_layer, n_glob=None):
+    """-> (hidden [B, L0, D], valid [B, L0]) as LEDEncoder's last_hidden_state and the key mask.
+    n_glob: slots for global tokens, at least the most any row has (None: counted here, a host sync); extra slots
+    are inert, so a caller can fix it ahead (a CUDA graph needs its shapes before the data)."""
     cfg = enc.config
     B, L0 = input_ids.shape
     valid, glob = merge_masks(attention_mask, global_attention_mask, (B, L0), input_ids.device)
@@ -105,7 +107,9 @@ def led_encode(enc, input_ids, attention_mask, global_attention_mask, layer_fn=l
     if pad:
         x = F.pad(x, (0, 0, 0, pad))
         valid, glob = F.pad(valid, (0, pad)), F.pad(glob, (0, pad))
-    n_glob = int(glob.sum(1).max())  # one host sync per forward, as HF's is_global_attn.item()
+    if n_glob is None:
+        n_glob = int(glob.sum(1).max())  # one host sync per forward, as HF's is_global_attn.item()
+    n_glob = min(n_glob, glob.shape[1])
     gidx = gval = None
     if n_glob:
         gidx = torch.argsort(glob.to(torch.int8), dim=1, descending=True, stable=True)[:, :n_glob]

@@ -12,16 +12,21 @@ import torch.nn.functional as F
 from transformers import BigBirdPegasusForConditionalGeneration, LEDForConditionalGeneration
 from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.models.led.modeling_led import LEDSeq2SeqLMOutput, shift_tokens_right
+from transformers.utils import logging
 
 from .bigbird import bigbird_encode, bigbird_layer
 from .decoder import decoder_forward, decoder_layer
 from .led import led_encode, led_layer
+from .step_graph import TrainGraphs
+
+logger = logging.get_logger(__name__)
 
 
 class FastState:
-    def __init__(self, family, compile):
+    def __init__(self, family, compile, cuda_graph=False):
         self.family = family
         self.compile = compile  # False, True, or a torch.compile mode ("reduce-overhead" adds CUDA graphs)
+        self.cuda_graph = cuda_graph
         enc_layer = led_layer if family == "led" else bigbird_layer
         # one compiled graph per layer kind, shared by every layer of that kind (parameters are graph inputs)
         if compile:
@@ -34,6 +39,8 @@ class FastState:
         self.enc_layer, self.dec_layer = enc_layer, decoder_fn
         self.bb_cache = {}  # BigBird: static per-layer block maps, keyed by (layer, length, training, device)
         self.gen_graph = None  # generate.py: the last captured decode graph and its buffers
+        self.train_graphs = TrainGraphs() if cuda_graph else None  # step_graph.py: training forward + backward
+        self.warned_cpu_graph = False
 
 
 def _family(model):
@@ -45,8 +52,11 @@ def _family(model):
                      f"BigBirdPegasusForConditionalGeneration, not {type(model).__name__}")
 
 
-def apply_fast_path(model, compile=False):
+def apply_fast_path(model, compile=False, cuda_graph=False):
     family = _family(model)
+    if cuda_graph and compile not in (False, True, "default", "max-autotune-no-cudagraphs"):
+        raise ValueError(f"cuda_graph=True captures whole training steps; compile={compile!r} adds CUDA graphs of "
+                         "its own inside them: use compile=true or false with it")
     cfg = model.config
     for name in ("attention_dropout", "attention_probs_dropout_prob"):
         if getattr(cfg, name, 0.0):
@@ -57,7 +67,7 @@ def apply_fast_path(model, compile=False):
             raise ValueError(f"{type(model).__name__}: {name}={getattr(cfg, name)}; the fast path has no LayerDrop")
     if model.is_gradient_checkpointing:
         raise ValueError(f"{type(model).__name__}: gradient checkpointing is not implemented by the fast path")
-    model._fast = FastState(family, compile)
+    model._fast = FastState(family, compile, cuda_graph)
     model.forward = types.MethodType(fast_forward, model)
     return model
 
@@ -84,20 +94,36 @@ def fast_forward(self, input_ids=None, attention_mask=None, global_attention_mas
             kwargs["global_attention_mask"] = global_attention_mask
         return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask,
                                   decoder_input_ids=decoder_input_ids, labels=labels, **kwargs)
-    cfg = self.config
+    out_cls = LEDSeq2SeqLMOutput if fast.family == "led" else Seq2SeqLMOutput
+    if (fast.train_graphs is not None and labels is not None and decoder_input_ids is None and self.training
+            and torch.is_grad_enabled()):
+        if input_ids.is_cuda:
+            # a training step as two CUDA graph replays; the graph keeps no logits (a step needs the loss only)
+            return out_cls(loss=fast.train_graphs.loss(self, input_ids, attention_mask, global_attention_mask, labels))
+        if not fast.warned_cpu_graph:
+            fast.warned_cpu_graph = True
+            logger.warning(f"cuda_graph=True has no effect on {input_ids.device.type} inputs: training steps run eagerly")
+    loss, logits, enc = fast_outputs(self, input_ids, attention_mask, global_attention_mask, decoder_input_ids, labels)
+    return out_cls(loss=loss, logits=logits, encoder_last_hidden_state=enc)
+
+
+def fast_outputs(self, input_ids, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                 labels=None, n_glob=None, all_valid=None):
+    """(loss or None, logits, encoder output). n_glob (LED) / all_valid (BigBird): the host decisions, when the
+    caller has taken them (step_graph.py); None: taken here, with one host sync."""
+    fast, cfg = self._fast, self.config
     if decoder_input_ids is None:  # as HF: shift the labels, or else the inputs
         src = labels if labels is not None else input_ids
         decoder_input_ids = shift_tokens_right(src, cfg.pad_token_id, cfg.decoder_start_token_id)
     if fast.family == "led":
         base, pre_ln = self.led, False
-        enc, valid = led_encode(base.encoder, input_ids, attention_mask, global_attention_mask, fast.enc_layer)
+        enc, valid = led_encode(base.encoder, input_ids, attention_mask, global_attention_mask, fast.enc_layer, n_glob)
     else:
         base, pre_ln = self.model, True
-        enc, valid = bigbird_encode(base.encoder, input_ids, attention_mask, fast.bb_cache, fast.enc_layer)
+        enc, valid = bigbird_encode(base.encoder, input_ids, attention_mask, fast.bb_cache, fast.enc_layer, all_valid)
     h = decoder_forward(base.decoder, decoder_input_ids, enc, valid, pre_ln, fast.dec_layer)
     logits = self.lm_head(h) + self.final_logits_bias
     loss = None
     if labels is not None:
         loss = F.cross_entropy(logits.view(-1, cfg.vocab_size), labels.view(-1))
-    out_cls = LEDSeq2SeqLMOutput if fast.family == "led" else Seq2SeqLMOutput
-    return out_cls(loss=loss, logits=logits, encoder_last_hidden_state=enc)
+    return loss, logits, enc

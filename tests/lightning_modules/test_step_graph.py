@@ -1,0 +1,152 @@
+"""model.cuda_graph: a training step's forward and backward as CUDA graph replays (lightning_modules/fast/step_graph.py).
+
+CPU: the host decisions a graph fixes ahead (labels padded to a power of two, LED's global-token slots rounded
+up, BigBird's padding shortcut) leave loss and gradients unchanged, and the option is validated. GPU (-m gpu,
+on the lent machine): replays match the eager fast path, take new data, accumulate gradients correctly and
+refuse a stale backward.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from lightning_modules.fast import apply_fast_path
+from lightning_modules.fast.model import fast_outputs
+from lightning_modules.fast.step_graph import pow2, static_plan
+from lightning_modules.models import ModelSpec, StudyError
+
+from test_fast_path import bigbird_model, inputs, led_model, rel
+
+TOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def loss_and_grads(model, fn):
+    model.zero_grad(set_to_none=True)
+    loss = fn()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), grads
+
+
+def test_pow2():
+    assert [pow2(n) for n in (1, 2, 3, 4, 5, 127, 128, 129)] == [1, 2, 4, 4, 8, 128, 128, 256]
+
+
+@pytest.mark.parametrize("family", ["led", "bigbird"])
+def test_graph_plan_leaves_loss_and_gradients_unchanged(family):
+    led = family == "led"
+    m = apply_fast_path(led_model(dropout=0.0) if led else bigbird_model(dropout=0.0))
+    m.train()
+    kw = inputs(256, led, T=12)  # labels end in -100 in row 0; LED rows hold 3, 2 and 2 global tokens
+    labels, plan = static_plan(m, kw["input_ids"], kw["attention_mask"], kw.get("global_attention_mask"), kw["labels"])
+    assert labels.shape[1] == 16 and bool((labels[:, 12:] == -100).all()) and torch.equal(labels[:, :12], kw["labels"])
+    assert plan == ({"n_glob": 4} if led else {"all_valid": False})
+    gm = kw.get("global_attention_mask")
+    l0, g0 = loss_and_grads(m, lambda: m(**kw).loss)
+    l1, g1 = loss_and_grads(m, lambda: fast_outputs(m, kw["input_ids"], kw["attention_mask"], gm, labels=labels,
+                                                    **plan)[0])
+    assert set(g0) == set(g1)
+    assert abs(float(l1 - l0)) <= TOL * abs(float(l0))
+    assert rel(torch.cat([g1[n].flatten() for n in g0]), torch.cat([g.flatten() for g in g0.values()])) <= TOL
+
+
+def test_bigbird_all_valid_shortcut_is_the_same_function():
+    m = apply_fast_path(bigbird_model(dropout=0.0))
+    kw = inputs(256, False, T=12)
+    kw["attention_mask"] = torch.ones_like(kw["attention_mask"])
+    _, plan = static_plan(m, kw["input_ids"], kw["attention_mask"], None, kw["labels"])
+    assert plan == {"all_valid": True}
+    with torch.no_grad():
+        a = fast_outputs(m, kw["input_ids"], kw["attention_mask"], labels=kw["labels"], all_valid=True)[1]
+        b = fast_outputs(m, kw["input_ids"], kw["attention_mask"], labels=kw["labels"], all_valid=False)[1]
+    assert rel(a, b) <= TOL
+
+
+def test_cuda_graph_option_is_validated():
+    with pytest.raises(ValueError, match="compile='reduce-overhead'"):
+        apply_fast_path(led_model(), compile="reduce-overhead", cuda_graph=True)
+    arch = dict(vocab_size=300, d_model=32)
+    with pytest.raises(StudyError, match="model.cuda_graph=True needs model.attn_impl=fast"):
+        ModelSpec(name="x", family="led", arch=arch, attn_impl="hf", cuda_graph=True)
+    with pytest.raises(StudyError, match="model.cuda_graph=maybe is not one of"):
+        ModelSpec(name="x", family="led", arch=arch, attn_impl="fast", cuda_graph="maybe")
+
+
+def test_cuda_graph_is_inert_on_cpu():
+    # the option names a GPU mechanism: on CPU the step runs as without it (same outputs, logits included)
+    m = led_model(dropout=0.0)
+    kw = inputs(256, True)
+    a = apply_fast_path(copy.deepcopy(m), cuda_graph=True).train()(**kw)
+    b = apply_fast_path(copy.deepcopy(m)).train()(**kw)
+    assert a.logits is not None and torch.equal(a.logits, b.logits)
+
+
+# ------------------------------------------------------------------------------------------------------- GPU
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _cuda(kw):
+    return {k: v.cuda() for k, v in kw.items()}
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("family", ["led", "bigbird"])
+def test_graph_replays_match_eager_take_new_data_and_accumulate(family):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    led = family == "led"
+    # head_dim 16: flex_attention's CUDA kernels need at least 16
+    small = dict(dropout=0.0, d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128)
+    base = (led_model(**small) if led else bigbird_model(**small)).cuda().train()
+    eager = apply_fast_path(copy.deepcopy(base))
+    graphed = apply_fast_path(copy.deepcopy(base), cuda_graph=True)
+    b1, b2 = _cuda(inputs(256, led, seed=1)), _cuda(inputs(256, led, seed=2))
+    for kw in (b1, b2, b1):  # the capture, then replays on other data
+        l0, g0 = loss_and_grads(eager, lambda: eager(**kw).loss)
+        l1, g1 = loss_and_grads(graphed, lambda: graphed(**kw).loss)
+        assert abs(float(l1 - l0)) <= 1e-4 * abs(float(l0))
+        assert set(g0) == set(g1)
+        assert rel(torch.cat([g1[n].flatten() for n in g0]), torch.cat([g.flatten() for g in g0.values()])) <= 1e-4
+    assert len(graphed._fast.train_graphs) == 1
+    # gradient accumulation: two backwards without zero_grad sum their gradients
+    _, a1 = loss_and_grads(eager, lambda: eager(**b1).loss)
+    _, a2 = loss_and_grads(eager, lambda: eager(**b2).loss)
+    graphed.zero_grad(set_to_none=True)
+    graphed(**b1).loss.backward()
+    graphed(**b2).loss.backward()
+    got = torch.cat([p.grad.flatten() for n, p in graphed.named_parameters() if n in a1])
+    want = torch.cat([(a1[n] + a2[n]).flatten() for n, _ in graphed.named_parameters() if n in a1])
+    assert rel(got, want) <= 1e-4
+    # a loss whose saved activations a later forward overwrote refuses to backpropagate
+    graphed.zero_grad(set_to_none=True)
+    stale = graphed(**b1).loss
+    graphed(**b2).loss.backward()
+    with pytest.raises(RuntimeError, match="replayed by a later training forward"):
+        stale.backward()
+
+
+@pytest.mark.gpu
+@gpu
+def test_graph_under_bf16_autocast_trains():
+    m = apply_fast_path(led_model(d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128).cuda().train(), cuda_graph=True)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    kw = _cuda(inputs(256, True))
+    losses = []
+    for _ in range(20):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = m(**kw).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0], losses
