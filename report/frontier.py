@@ -56,6 +56,12 @@ def _compile_label(mode):
     return None
 
 
+def _fast_label(compile, cuda_graph):
+    """`compiled`, `step graph`, both (`compiled, step graph`) or None."""
+    parts = [_compile_label(compile), "step graph" if str(cuda_graph).lower() == "true" else None]
+    return ", ".join(p for p in parts if p) or None
+
+
 def implementation(runs: pd.DataFrame, columns=("attn_impl", "precision")) -> pd.Series:
     """Each run's implementation as text, e.g. `fast, bf16-mixed`: the attention path (`hf` unless recorded
     otherwise), then the other columns (`?` where unknown)."""
@@ -63,8 +69,10 @@ def implementation(runs: pd.DataFrame, columns=("attn_impl", "precision")) -> pd
     for c in columns:
         value = runs[c].astype(object) if c in runs else pd.Series(None, index=runs.index, dtype=object)
         value = value.where(value.notna(), "hf" if c == "attn_impl" else "?").astype(str)
-        if c == "attn_impl" and "compile" in runs:  # compiled fast paths are other implementations: `fast (compiled)`
-            mode = runs["compile"].map(_compile_label)
+        if c == "attn_impl":  # compiled or graphed fast paths are other implementations: `fast (compiled, step graph)`
+            compile = runs["compile"] if "compile" in runs else pd.Series(None, index=runs.index, dtype=object)
+            graph = runs["cuda_graph"] if "cuda_graph" in runs else pd.Series(None, index=runs.index, dtype=object)
+            mode = pd.Series([_fast_label(a, b) for a, b in zip(compile, graph)], index=runs.index, dtype=object)
             value = value.where(mode.isna(), value + " (" + mode.astype(str) + ")")
         parts.append(value)
     return parts[0].str.cat(parts[1:], sep=", ") if len(parts) > 1 else parts[0]

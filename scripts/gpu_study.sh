@@ -2,9 +2,11 @@
 # The GPU runs behind BENCHMARKS.md's measurement section and docs/gpu-study/, through the project's own commands.
 # Run on the lent H100 from the repository root, with the wheels from scripts/gpu_wheels.sh, naming the stages:
 #   LENGTHS=1024,4096 bash scripts/gpu_study.sh measure stock_summ fast_summ     (what docs/gpu-study ran)
+#   NAME=gpu_graph STEPS=40 bash scripts/gpu_study.sh graph_summ   (model.compile=true with and without model.cuda_graph)
 # Stages: trace (where train.py's wall time goes: benchmarks/step_trace.py with all, no energy, no measuring callbacks),
 # overhead (bench_callbacks), measure (train.py energy/speed runs + bare loops, for BENCHMARKS.md), stock_summ, stock_qa,
-# fast_summ, fast_qa (the grid in docs/gpu-study), check (fast path = stock on this GPU, LED and BigBird). Train stages are followed by
+# fast_summ, fast_qa (the grid in docs/gpu-study), graph_summ (compiled fast path at 4096 tokens, LED-base with and
+# without the captured step, LED-large and BigBird with it), check (fast path = stock on this GPU, LED and BigBird). Train stages are followed by
 # infer.py on every finished run (checkpoints do not outlive the machine). Each stage has its own time limit, so the
 # call always ends by packing what finished into $OUT/study.tar.gz (records, configs, logs; no checkpoints).
 set -uo pipefail
@@ -35,6 +37,7 @@ GRID=(paths.output_dir=$S model.pretrained=false strategy=single_gpu batch_size=
       '~callbacks.last_checkpoint' callbacks.energy.measure_power_secs=5)
 FAST=(model.attn_impl=fast trainer.precision=bf16-mixed module.fused_optimizer=true)
 MODELS=led_base,led_large,bigbird_large
+NAME=${NAME:-gpu_study}
 LENGTHS=${LENGTHS:-1024,2048,3072,4096}
 MEASURE=(model=led_base model.pretrained=false strategy=single_gpu batch_size=paper data.synthetic.n_train=256 paths.output_dir=$S)
 trained=0
@@ -58,16 +61,19 @@ for st in "${STAGES[@]}"; do
       for L in 1024 4096; do
         stage 80 sh -c "$PY benchmarks/bare_loop.py ${MEASURE[*]} seq_len=$L steps=${BSTEPS:-60} >> $OUT/bare_loop.jsonl"
       done ;;
-    stock_summ) trained=1; stage 420 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" ;;
-    stock_qa)   trained=1; stage 300 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=${QA_LENGTHS:-1024,4096} "${GRID[@]}" ;;
-    fast_summ)  trained=1; stage 420 $PY train.py -m name=gpu_study data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" "${FAST[@]}" ;;
-    fast_qa)    trained=1; stage 300 $PY train.py -m name=gpu_study data=synthetic_qa model=$MODELS seq_len=${QA_LENGTHS:-1024,4096} "${GRID[@]}" "${FAST[@]}" ;;
+    stock_summ) trained=1; stage 420 $PY train.py -m name=$NAME data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" ;;
+    stock_qa)   trained=1; stage 300 $PY train.py -m name=$NAME data=synthetic_qa model=$MODELS seq_len=${QA_LENGTHS:-1024,4096} "${GRID[@]}" ;;
+    fast_summ)  trained=1; stage 420 $PY train.py -m name=$NAME data=synthetic model=$MODELS seq_len=$LENGTHS "${GRID[@]}" "${FAST[@]}" ;;
+    fast_qa)    trained=1; stage 300 $PY train.py -m name=$NAME data=synthetic_qa model=$MODELS seq_len=${QA_LENGTHS:-1024,4096} "${GRID[@]}" "${FAST[@]}" ;;
+    graph_summ) trained=1
+                stage 200 $PY train.py -m name=$NAME data=synthetic model=led_base seq_len=4096 "${GRID[@]}" "${FAST[@]}" model.compile=true model.cuda_graph=false,true
+                stage 200 $PY train.py -m name=$NAME data=synthetic model=led_large,bigbird_large seq_len=4096 "${GRID[@]}" "${FAST[@]}" model.compile=true model.cuda_graph=true ;;
     check)      stage 150 $PY benchmarks/bench_fast.py --out "$OUT/extra/check" --check-only --models led_base,bigbird_large --check-len led=2048,bigbird=1024 ;;
     *) echo "unknown stage $st"; exit 2 ;;
   esac
 done
 # inference on every finished run (validation split, batch 16, each run's own strategy and precision)
-[ $trained = 1 ] && RESERVE=20 stage 200 $PY infer.py run_dir=$S/sweeps/gpu_study paths.output_dir=$S
+[ $trained = 1 ] && RESERVE=20 stage 200 $PY infer.py run_dir=$S/sweeps/$NAME paths.output_dir=$S
 tar czf "$OUT/$PART.tar.gz" -C "$S" --exclude='*.ckpt' --exclude='*/model/*' sweeps 2>/dev/null
 tar czf "$OUT/extra.tar.gz" -C "$OUT" extra && rm -rf "$OUT/extra"
 echo "=== [$(( $(date +%s) - T0 ))s] packed $(du -h "$OUT/$PART.tar.gz" | cut -f1)" | tee -a "$OUT/log.txt"

@@ -81,6 +81,9 @@ class _Graph:
         self.grad_out = torch.ones_like(self.loss)
         with torch.cuda.graph(self.bwd, pool=pool, capture_error_mode="thread_local"):
             self.grads = torch.autograd.grad(self.loss, params, self.grad_out, allow_unused=True)
+        # drop the captured autograd graph: it kept the parameters' gradient accumulators of the capture stream
+        # alive, and every later backward then synchronised with that stream (torch warned on each step)
+        self.loss = self.loss.detach()
 
 
 class _Replay(torch.autograd.Function):

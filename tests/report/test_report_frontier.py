@@ -140,6 +140,10 @@ def test_compiled_fast_path_is_its_own_implementation():
     assert list(frontier.implementation(runs)) == [
         "hf, 32-true", "fast, bf16-mixed", "fast (compiled), bf16-mixed", "fast (reduce-overhead), bf16-mixed",
         "fast (compiled), bf16-mixed"]
+    runs["cuda_graph"] = [None, True, True, False, "False"]
+    assert list(frontier.implementation(runs)) == [
+        "hf, 32-true", "fast (step graph), bf16-mixed", "fast (compiled, step graph), bf16-mixed",
+        "fast (reduce-overhead), bf16-mixed", "fast (compiled), bf16-mixed"]
 
 
 def test_bigger_model_vs_longer_input_by_hand():
