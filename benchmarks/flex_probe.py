@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--out", default="flex_probe.jsonl")
     ap.add_argument("--only", default="led,bigbird")
+    ap.add_argument("--bwd", action="store_true", help="backward tile variants only (forward tiles as attention.py)")
     args = ap.parse_args()
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -78,6 +79,9 @@ def main():
     flex = torch.compile(flex_attention, dynamic=False)
     out = open(args.out, "a")
     bf = dict(device=dev, dtype=torch.bfloat16)
+
+    if args.bwd:
+        return bwd_tiles(args, flex, out, bf, dev)
 
     if "led" in args.only:  # LED-base at 4096, paper batch 6: window 1024 (512 each side), first token global
         B, H, S, dh, w = 6, 12, 4096, 64, 512
@@ -122,6 +126,46 @@ def main():
         for ko in (dict(BLOCK_M=64, BLOCK_N=64), dict(BLOCK_M=128, BLOCK_N=128)):
             name = "bigbird flex ours " + ",".join(f"{a}={b}" for a, b in ko.items())
             probe(name, q, k, v, lambda q, k, v, ko=ko: flex(q, k, v, block_mask=bm, kernel_options=ko), pairs, args.reps, out)
+
+
+# backward tiles: flex's kernel_options with a bwd_ prefix reach only the backward kernel (fwd_ only the forward)
+BWD_VARIANTS = [
+    ("as attention.py", dict(A.FWD_KERNEL_OPTIONS)),  # unprefixed: both kernels see BLOCK_M/BLOCK_N
+    ("fwd 64x64 only", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64)),
+    ("bwd 32/64/64/32", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=32, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64, bwd_BLOCK_N2=32)),
+    ("bwd 64/64/64/64", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=64, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64, bwd_BLOCK_N2=64)),
+    ("bwd 64/128/128/64", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=64, bwd_BLOCK_N1=128, bwd_BLOCK_M2=128, bwd_BLOCK_N2=64)),
+    ("bwd 64/128/128/64 w8", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=64, bwd_BLOCK_N1=128, bwd_BLOCK_M2=128,
+                                  bwd_BLOCK_N2=64, bwd_num_warps=8)),
+    ("bwd 32/128/128/32", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=32, bwd_BLOCK_N1=128, bwd_BLOCK_M2=128, bwd_BLOCK_N2=32)),
+]
+
+
+def bwd_tiles(args, flex, out, bf, dev):
+    cases = []
+    if "led" in args.only:
+        B, H, S, dh, w = 6, 12, 4096, 64, 512
+        kind = torch.ones(B, S, dtype=torch.int8, device=dev)
+        kind[:, 0] = 2
+        bm = led_pattern(kind, w).block_mask()
+        qi = torch.arange(S, device=dev)
+        pairs = int((((qi[:, None] - qi[None]).abs() <= w) | (qi[None] == 0)).sum())
+        q, k, v = (torch.randn(B, H, S, dh, **bf) for _ in range(3))
+        cases.append(("led", q, k, v, bm, pairs))
+    if "bigbird" in args.only:
+        from transformers import BigBirdPegasusConfig
+        from transformers.models.bigbird_pegasus.modeling_bigbird_pegasus import BigBirdPegasusBlockSparseAttention
+        cfg = BigBirdPegasusConfig(d_model=1024, encoder_attention_heads=16, block_size=64, num_random_blocks=3,
+                                   max_position_embeddings=4096, attention_type="block_sparse")
+        blocks = layer_blocks(BigBirdPegasusBlockSparseAttention(cfg, seed=0).train(), 4096, dev)
+        bm = bigbird_pattern(blocks, torch.ones(2, 4096, dtype=torch.bool, device=dev), 64).block_mask()
+        q = torch.randn(2, 16, 4096, 64, **bf)
+        k, v = (torch.randn(2, 16, blocks["kv_len"], 64, **bf) for _ in range(2))
+        cases.append(("bigbird", q, k, v, bm, int(blocks["allow"].sum().item()) * 64 * 64 // 16))
+    for model, q, k, v, bm, pairs in cases:
+        for name, ko in BWD_VARIANTS:
+            probe(f"{model} {name}", q, k, v, lambda q, k, v, ko=ko, bm=bm: flex(q, k, v, block_mask=bm, kernel_options=ko),
+                  pairs, args.reps, out)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,11 @@ class TrainGraphs:
             def fn(*ts):
                 return fast_outputs(model, **dict(zip(names, ts)), **plan)[0]
 
-            graph = _Graph(fn, tensors, params, self.pool, autocast, self.warmup)
+            try:
+                graph = _Graph(fn, tensors, params, self.pool, autocast, self.warmup)
+            except BaseException:
+                self.reset()  # e.g. out of memory during the capture: leave no half-made pool behind
+                raise
             self.graphs[key] = graph
             self._grad_ptrs.update(t.data_ptr() for t in graph.grads if t is not None)
         for static, t in zip(graph.inputs, tensors):
