@@ -18,8 +18,10 @@ BACKEND = "auto"
 
 # Forward tiles of the flex kernel on CUDA. Its default on the H100 (torch 2.11: 128 x 128) runs these masked
 # patterns at 24 TFLOP/s (LED, 4096 tokens) and 3 TFLOP/s (BigBird); 64 x 64 runs the same forward 8.9x and 13x
-# faster (benchmarks/flex_probe.py, BENCHMARKS.md). The backward keeps flex's defaults (the probe saw no gain).
-FWD_KERNEL_OPTIONS = {"BLOCK_M": 64, "BLOCK_N": 64}
+# faster (benchmarks/flex_probe.py, BENCHMARKS.md). The fwd_ prefix keeps them out of the backward kernel, which
+# keeps flex's defaults: unprefixed, they also reached the backward and slowed BigBird's by 35% (flex_probe --bwd;
+# no backward tiles tried beat the defaults).
+FWD_KERNEL_OPTIONS = {"fwd_BLOCK_M": 64, "fwd_BLOCK_N": 64}
 
 _compiled_flex = None
 
