@@ -207,7 +207,7 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
         g1 = graphs_compiled()
         rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n, loss=float(loss),
                    graphs_total=g1, recompiles_timed=(g1 - g0) if g0 is not None else None)
-        if getattr(getattr(model, "_fast", None), "train_graphs", None) is not None:
+        if FAST_IMPLS.get(impl, (None, False))[1]:
             rec["step_graphs"] = len(model._fast.train_graphs)
         if device.type == "cuda":
             # a replayed graph's activations live in its private pool, which allocated-bytes does not follow:
