@@ -274,9 +274,9 @@ def guarded(fn, device):
         return dict(status=f"crash: {msg}")
 
 
-def max_batch(paper_rec, B_paper, param_bytes, device):
+def max_batch(paper_rec, B_paper, param_bytes, device, cap=None):
     """Largest batch the paper-batch run's memory extrapolates to (activations linear in batch)."""
-    cap = torch.cuda.get_device_properties(device).total_memory
+    cap = cap or torch.cuda.get_device_properties(device).total_memory
     if paper_rec.get("step_graphs"):
         # a replay's activations live in the graph's pool, invisible to allocated bytes; the allocated peak is the
         # eager warm-up before the capture (params, grads, activations; no AdamW moments yet). Reserved bytes
