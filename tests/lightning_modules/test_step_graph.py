@@ -47,7 +47,7 @@ def test_graph_plan_leaves_loss_and_gradients_unchanged(family):
     led = family == "led"
     m = apply_fast_path(led_model(dropout=0.0) if led else bigbird_model(dropout=0.0))
     m.train()
-    kw = inputs(256, led, T=12)  # labels end in -100 in row 0; LED rows hold 3, 2 and 2 global tokens
+    kw = inputs(256, led, T=12)  # labels end in -100 in row 0; LED rows hold 3, 2 and 1 global tokens
     labels, plan = static_plan(m, kw["input_ids"], kw["attention_mask"], kw.get("global_attention_mask"), kw["labels"])
     assert labels.shape[1] == 16 and bool((labels[:, 12:] == -100).all()) and torch.equal(labels[:, :12], kw["labels"])
     assert plan == ({"n_glob": 4} if led else {"all_valid": False})
@@ -95,6 +95,15 @@ def test_cuda_graph_is_inert_on_cpu():
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.fixture
+def no_tf32():
+    # fp32 comparisons: TF32 matmuls would round both sides to 10-bit mantissas
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def _cuda(kw):
     return {k: v.cuda() for k, v in kw.items()}
 
@@ -102,8 +111,7 @@ def _cuda(kw):
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("family", ["led", "bigbird"])
-def test_graph_replays_match_eager_take_new_data_and_accumulate(family):
-    torch.backends.cuda.matmul.allow_tf32 = False
+def test_graph_replays_match_eager_take_new_data_and_accumulate(family, no_tf32):
     led = family == "led"
     # head_dim 16: flex_attention's CUDA kernels need at least 16
     small = dict(dropout=0.0, d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128)
@@ -179,11 +187,10 @@ def _smooth(x, k=20):
 
 @pytest.mark.gpu
 @gpu
-def test_graphed_training_follows_the_eager_loss_curve():
+def test_graphed_training_follows_the_eager_loss_curve(no_tf32):
     """200 AdamW steps from one init on the same batches, fp32. Without dropout, graphed and eager losses agree
     step by step until rounding differences compound; with dropout (other draws) the graphed curve stays within
     the spread between two eager runs that differ only in their dropout draws."""
-    torch.backends.cuda.matmul.allow_tf32 = False
     small = dict(d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128)
     base = led_model(dropout=0.0, **small).cuda()
     eager, graphed = _train_curve(base, False, 0), _train_curve(base, True, 0)
