@@ -16,17 +16,9 @@ from lightning_modules.fast.model import fast_outputs
 from lightning_modules.fast.step_graph import pow2, static_plan
 from lightning_modules.models import ModelSpec, StudyError
 
-from test_fast_path import bigbird_model, inputs, led_model, rel
+from test_fast_path import bigbird_model, inputs, led_model, one_thread, rel  # noqa: F401 (one_thread: autouse)
 
 TOL = 1e-5
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def loss_and_grads(model, fn):
