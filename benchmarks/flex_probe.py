@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -66,6 +65,35 @@ def probe(name, q, k, v, attend_fn, pairs, reps, out):
     out.flush()
 
 
+def led_case(dev, bf):
+    """LED-base at 4096 tokens, paper batch 6: window 1024 (512 each side), first token global ->
+    (q, k, v, pattern, attended pairs per head)."""
+    B, H, S, dh, w = 6, 12, 4096, 64, 512
+    q, k, v = (torch.randn(B, H, S, dh, **bf) for _ in range(3))
+    kind = torch.ones(B, S, dtype=torch.int8, device=dev)
+    kind[:, 0] = 2
+    qi = torch.arange(S, device=dev)
+    pairs = int((((qi[:, None] - qi[None]).abs() <= w) | (qi[None] == 0)).sum())
+    return q, k, v, led_pattern(kind, w), pairs
+
+
+def bigbird_case(dev, bf):
+    """BigBird-Pegasus-large at 4096 tokens, paper batch 2, training-mode random blocks ->
+    (q, k, v with the copies of repeated key blocks, pattern, attended pairs per head, HF's block tables)."""
+    from transformers import BigBirdPegasusConfig
+    from transformers.models.bigbird_pegasus.modeling_bigbird_pegasus import BigBirdPegasusBlockSparseAttention
+
+    cfg = BigBirdPegasusConfig(d_model=1024, encoder_attention_heads=16, block_size=64, num_random_blocks=3,
+                               max_position_embeddings=4096, attention_type="block_sparse")
+    B, H, S, dh = 2, 16, 4096, 64
+    blocks = layer_blocks(BigBirdPegasusBlockSparseAttention(cfg, seed=0).train(), S, dev)
+    pat = bigbird_pattern(blocks, torch.ones(B, S, dtype=torch.bool, device=dev), 64)
+    q = torch.randn(B, H, S, dh, **bf)
+    k, v = (torch.randn(B, H, blocks["kv_len"], dh, **bf) for _ in range(2))
+    pairs = int(blocks["allow"].sum().item()) * 64 * 64 // H
+    return q, k, v, pat, pairs, blocks
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=10)
@@ -83,15 +111,10 @@ def main():
     if args.bwd:
         return bwd_tiles(args, flex, out, bf, dev)
 
-    if "led" in args.only:  # LED-base at 4096, paper batch 6: window 1024 (512 each side), first token global
-        B, H, S, dh, w = 6, 12, 4096, 64, 512
-        q, k, v = (torch.randn(B, H, S, dh, **bf) for _ in range(3))
-        kind = torch.ones(B, S, dtype=torch.int8, device=dev)
-        kind[:, 0] = 2
-        pat = led_pattern(kind, w)
+    if "led" in args.only:
+        q, k, v, pat, pairs = led_case(dev, bf)
+        B, S = q.shape[0], q.shape[2]
         bm = pat.block_mask()
-        qi = torch.arange(S, device=dev)
-        pairs = int((((qi[:, None] - qi[None]).abs() <= w) | (qi[None] == 0)).sum())
         probe("led sdpa dense (flash)", q, k, v, lambda q, k, v: F.scaled_dot_product_attention(q, k, v), S * S, args.reps, out)
         probe("led flex ours", q, k, v, lambda q, k, v: flex(q, k, v, block_mask=bm), pairs, args.reps, out)
         bm_flex = create_block_mask(pat.mask_mod, B, None, S, S, device=dev, BLOCK_SIZE=A.TILE)
@@ -105,20 +128,10 @@ def main():
         dense = create_block_mask(lambda b, h, q, kv: q >= 0, None, None, S, S, device=dev, BLOCK_SIZE=A.TILE)
         probe("led flex dense (no mask)", q, k, v, lambda q, k, v: flex(q, k, v, block_mask=dense), S * S, args.reps, out)
 
-    if "bigbird" in args.only:  # BigBird-Pegasus-large at 4096, paper batch 2, training-mode random blocks
-        from transformers.models.bigbird_pegasus.modeling_bigbird_pegasus import BigBirdPegasusBlockSparseAttention
-        from transformers import BigBirdPegasusConfig
-        cfg = BigBirdPegasusConfig(d_model=1024, encoder_attention_heads=16, block_size=64, num_random_blocks=3,
-                                   max_position_embeddings=4096, attention_type="block_sparse")
-        sa = BigBirdPegasusBlockSparseAttention(cfg, seed=0).train()
-        B, H, S, dh = 2, 16, 4096, 64
-        blocks = layer_blocks(sa, S, dev)
-        valid = torch.ones(B, S, dtype=torch.bool, device=dev)
-        pat = bigbird_pattern(blocks, valid, 64)
+    if "bigbird" in args.only:
+        q, k, v, pat, pairs, blocks = bigbird_case(dev, bf)
+        B, H, S = q.shape[:3]
         bm = pat.block_mask()
-        q = torch.randn(B, H, S, dh, **bf)
-        k, v = (torch.randn(B, H, blocks["kv_len"], dh, **bf) for _ in range(2))  # + copies of repeated key blocks
-        pairs = int(blocks["allow"].sum().item()) * 64 * 64 // H
         probe("bigbird sdpa dense (flash)", q, q, q, lambda q, k, v: F.scaled_dot_product_attention(q, k, v), S * S, args.reps, out)
         probe("bigbird flex ours", q, k, v, lambda q, k, v: flex(q, k, v, block_mask=bm), pairs, args.reps, out)
         bm_flex = create_block_mask(pat.mask_mod, B, H, S, blocks["kv_len"], device=dev, BLOCK_SIZE=A.TILE)
@@ -130,8 +143,9 @@ def main():
 
 # backward tiles: flex's kernel_options with a bwd_ prefix reach only the backward kernel (fwd_ only the forward)
 BWD_VARIANTS = [
-    ("as attention.py", dict(A.FWD_KERNEL_OPTIONS)),  # unprefixed: both kernels see BLOCK_M/BLOCK_N
-    ("fwd 64x64 only", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64)),
+    # attention.py's options before the fwd_ prefix (named "as attention.py" in the 2026-11-24 results)
+    ("unprefixed 64x64, both kernels", dict(BLOCK_M=64, BLOCK_N=64)),
+    ("fwd 64x64 only", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64)),  # attention.FWD_KERNEL_OPTIONS now
     ("bwd 32/64/64/32", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=32, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64, bwd_BLOCK_N2=32)),
     ("bwd 64/64/64/64", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=64, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64, bwd_BLOCK_N2=64)),
     ("bwd 64/128/128/64", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=64, bwd_BLOCK_N1=128, bwd_BLOCK_M2=128, bwd_BLOCK_N2=64)),
@@ -144,24 +158,11 @@ BWD_VARIANTS = [
 def bwd_tiles(args, flex, out, bf, dev):
     cases = []
     if "led" in args.only:
-        B, H, S, dh, w = 6, 12, 4096, 64, 512
-        kind = torch.ones(B, S, dtype=torch.int8, device=dev)
-        kind[:, 0] = 2
-        bm = led_pattern(kind, w).block_mask()
-        qi = torch.arange(S, device=dev)
-        pairs = int((((qi[:, None] - qi[None]).abs() <= w) | (qi[None] == 0)).sum())
-        q, k, v = (torch.randn(B, H, S, dh, **bf) for _ in range(3))
-        cases.append(("led", q, k, v, bm, pairs))
+        q, k, v, pat, pairs = led_case(dev, bf)
+        cases.append(("led", q, k, v, pat.block_mask(), pairs))
     if "bigbird" in args.only:
-        from transformers import BigBirdPegasusConfig
-        from transformers.models.bigbird_pegasus.modeling_bigbird_pegasus import BigBirdPegasusBlockSparseAttention
-        cfg = BigBirdPegasusConfig(d_model=1024, encoder_attention_heads=16, block_size=64, num_random_blocks=3,
-                                   max_position_embeddings=4096, attention_type="block_sparse")
-        blocks = layer_blocks(BigBirdPegasusBlockSparseAttention(cfg, seed=0).train(), 4096, dev)
-        bm = bigbird_pattern(blocks, torch.ones(2, 4096, dtype=torch.bool, device=dev), 64).block_mask()
-        q = torch.randn(2, 16, 4096, 64, **bf)
-        k, v = (torch.randn(2, 16, blocks["kv_len"], 64, **bf) for _ in range(2))
-        cases.append(("bigbird", q, k, v, bm, int(blocks["allow"].sum().item()) * 64 * 64 // 16))
+        q, k, v, pat, pairs, _ = bigbird_case(dev, bf)
+        cases.append(("bigbird", q, k, v, pat.block_mask(), pairs))
     for model, q, k, v, bm, pairs in cases:
         for name, ko in BWD_VARIANTS:
             probe(f"{model} {name}", q, k, v, lambda q, k, v, ko=ko, bm=bm: flex(q, k, v, block_mask=bm, kernel_options=ko),
