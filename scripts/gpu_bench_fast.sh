@@ -24,6 +24,16 @@ LOG="$OUT/run.log"
 } 2>&1 | tee "$OUT/gpu.txt"
 
 bench() { $PY benchmarks/bench_fast.py --out "$OUT/bench" "$@" 2>&1 | tee -a "$LOG"; }
+# model_bench NAME LIMIT MARGIN PLAN [FLAGS...]: one model's cells in a process of its own, unless MODELS leaves it
+# out; `timeout` hard-stops one that overruns (its finished cells are already in results.jsonl) and --budget-s
+# stops it from starting a cell late
+model_bench() {
+  local name=$1 limit=$2 margin=$3 plan=$4; shift 4
+  [[ ",${MODELS:-led_base,led_large,bigbird_large}," == *",$name,"* ]] || return 0
+  timeout -s INT -k 10 "$limit" $PY benchmarks/bench_fast.py --out "$OUT/bench" --models "$name" \
+    --lengths "${LENGTHS:-4096}" --plan "$plan" --steps 4 --warmup 1 --gen-reps 1 --min-time 1.5 \
+    --budget-s $((limit - margin)) "$@" 2>&1 | tee -a "$LOG"
+}
 
 case "$PHASE" in
   smoke)
@@ -42,38 +52,27 @@ PY
           --plan train:paper:stock32,train:paper:fast,gen:fixed:stock32,gen:fixed:fast
     ;;
   full)
-    # One process per model; `timeout` hard-stops one that overruns (its finished cells are already saved in
-    # results.jsonl) and --budget-s stops it from starting a cell late. Cells run in plan order: the target
-    # cells first (stock fp32 vs fast at paper and max batch, generation), then the compiled variant (whose
-    # compile takes tens of seconds per shape), a profile, and bf16 stock last (FIELD_NOTES has it already).
+    # One process per model (model_bench). Cells run in plan order: the target cells first (stock fp32 vs fast
+    # at paper and max batch, generation), then the compiled variant (whose compile takes tens of seconds per
+    # shape), a profile, and bf16 stock last (FIELD_NOTES has it already).
     LED_PLAN=${LED_PLAN:-train:paper:stock32,train:paper:fast,gen:fixed:stock32,gen:fixed:fast,train:max:stock32,train:max:fast,train:paper:fastc,profile:paper:fast,train:max:fastc,train:paper:stock16,gen:fixed:stock16,gen:fixed:fastc}
     BB_PLAN=${BB_PLAN:-train:paper:stock32,train:paper:fast,gen:fixed:stock32,gen:fixed:fast,train:max:stock32,train:max:fast,profile:paper:fast,train:paper:stock16,train:paper:fastc}
-    for spec in "led_base:${T_LED_BASE:-150}:40" "led_large:${T_LED_LARGE:-135}:40" "bigbird_large:${T_BIGBIRD:-110}:15"; do
-      IFS=: read -r name limit margin <<< "$spec"
-      [[ ",${MODELS:-led_base,led_large,bigbird_large}," == *",$name,"* ]] || continue
-      plan=$LED_PLAN; extra=""  # same-function checks on this GPU for the code as benchmarked
-      [ "$name" = led_base ] && extra="--check --check-len led=2048"  # LED-large runs the same code
-      [ "$name" = bigbird_large ] && { plan=$BB_PLAN; extra="--check --check-len bigbird=1024"; }
-      [ "${CHECK:-1}" = 0 ] && extra=""  # CHECK=0: the checks already ran on this code (the check phase)
-      timeout -s INT -k 10 "$limit" $PY benchmarks/bench_fast.py --out "$OUT/bench" --models "$name" \
-        --lengths "${LENGTHS:-4096}" --plan "$plan" --steps 4 --warmup 1 --gen-reps 1 --min-time 1.5 \
-        --budget-s $((limit - margin)) $extra 2>&1 | tee -a "$LOG"
-    done
+    # same-function checks on this GPU for the code as benchmarked (LED-large runs LED-base's code);
+    # CHECK=0: the checks already ran on this code (the check phase)
+    check() { [ "${CHECK:-1}" = 0 ] || echo --check --check-len "$1"; }
+    model_bench led_base "${T_LED_BASE:-150}" 40 "$LED_PLAN" $(check led=2048)
+    model_bench led_large "${T_LED_LARGE:-135}" 40 "$LED_PLAN"
+    model_bench bigbird_large "${T_BIGBIRD:-110}" 15 "$BB_PLAN" $(check bigbird=1024)
     ;;
   graph)
     # model.cuda_graph=true: its GPU tests, its same-function checks on the real architectures, then stock fp32,
     # compiled layers and the captured step side by side at the paper's batch (GRAPH_PLAN, LENGTHS)
     $PY -m pytest -q -m gpu -p no:cacheprovider tests/lightning_modules/test_step_graph.py 2>&1 | tee -a "$LOG"
     plan=${GRAPH_PLAN:-train:paper:stock32,train:paper:fastc,train:paper:fastcg,train:paper:fasteg}
-    for spec in "led_base:${T_LED_BASE:-160}:40:led=2048" "led_large:${T_LED_LARGE:-110}:30:" "bigbird_large:${T_BIGBIRD:-170}:40:bigbird=1024"; do
-      IFS=: read -r name limit margin check <<< "$spec"
-      [[ ",${MODELS:-led_base,led_large,bigbird_large}," == *",$name,"* ]] || continue
-      extra=""
-      [ -n "$check" ] && [ "${CHECK:-1}" != 0 ] && extra="--check-step-graph --check-len $check"
-      timeout -s INT -k 10 "$limit" $PY benchmarks/bench_fast.py --out "$OUT/bench" --models "$name" \
-        --lengths "${LENGTHS:-4096}" --plan "$plan" --steps 4 --warmup 1 --min-time 1.5 \
-        --budget-s $((limit - margin)) $extra 2>&1 | tee -a "$LOG"
-    done
+    check() { [ "${CHECK:-1}" = 0 ] || echo --check-step-graph --check-len "$1"; }
+    model_bench led_base "${T_LED_BASE:-160}" 40 "$plan" $(check led=2048)
+    model_bench led_large "${T_LED_LARGE:-110}" 30 "$plan"
+    model_bench bigbird_large "${T_BIGBIRD:-170}" 40 "$plan" $(check bigbird=1024)
     ;;
   check)
     bench --check-only --models led_base,bigbird_large --check-len led=2048,bigbird=1024
