@@ -68,7 +68,7 @@ for st in "${STAGES[@]}"; do
     graph_summ) trained=1
                 stage 200 $PY train.py -m name=$NAME data=synthetic model=led_base seq_len=4096 "${GRID[@]}" "${FAST[@]}" model.compile=true model.cuda_graph=false,true
                 stage 200 $PY train.py -m name=$NAME data=synthetic model=led_large,bigbird_large seq_len=4096 "${GRID[@]}" "${FAST[@]}" model.compile=true model.cuda_graph=true ;;
-    check)      stage 150 $PY benchmarks/bench_fast.py --out "$OUT/extra/check" --check-only --models led_base,bigbird_large --check-len led=2048,bigbird=1024 ;;
+    check)      stage 150 $PY benchmarks/bench_fast.py --out "$OUT/extra/check" --check-only --models led_base,bigbird_large --check-len led=2048,bigbird_pegasus=1024 ;;
     *) echo "unknown stage $st"; exit 2 ;;
   esac
 done
