@@ -15,14 +15,17 @@ def trained(tmp_path_factory, cache_dir):
     """One finished smoke run per tiny model."""
     out = tmp_path_factory.mktemp("trained")
     runs = {}
-    for model in ("led_tiny", "bigbird_tiny"):
+    for model in ("led_tiny", "bigbird_tiny", "longt5_tiny"):
         run = out / model
         run_cli("train.py", *SMOKE, f"model={model}", f"hydra.run.dir={run}", out=out, cache=cache_dir)
         runs[model] = run
     return runs
 
 
-@pytest.mark.parametrize("model", ["led_tiny", "bigbird_tiny"])
+ATTENTION = {"led_tiny": "sliding_window+global", "bigbird_tiny": "block_sparse", "longt5_tiny": "transient_global"}
+
+
+@pytest.mark.parametrize("model", ["led_tiny", "bigbird_tiny", "longt5_tiny"])
 def test_a_train_run_directory_holds_everything_it_produced(trained, model):
     run = trained[model]
     rec = json.loads((run / "metrics.json").read_text())
@@ -31,7 +34,7 @@ def test_a_train_run_directory_holds_everything_it_produced(trained, model):
     assert rec["metric"] == "rgm" and all(0 <= rec[k] <= 100 for k in ("rouge1", "rouge2", "rougeL", "rgm"))
     assert rec["global_step"] == 4 and rec["samples_seen"] == 16 and rec["best_step"] in (2, 4)
     assert rec["parameters"] > 100_000
-    assert rec["encoder_attention"] == ("block_sparse" if model == "bigbird_tiny" else "sliding_window+global")
+    assert rec["encoder_attention"] == ATTENTION[model]
     for path in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "model/config.json", ".hydra/config.yaml", "logs/metrics.csv"):
         assert (run / path).exists(), path
     # writing them is timed apart from the training steps, and counted in the fit's time
@@ -50,7 +53,7 @@ def test_switching_off_both_checkpoint_callbacks_writes_no_checkpoint(tmp_path, 
     assert not list(run.rglob("*.ckpt"))  # not even Lightning's default checkpoint
 
 
-@pytest.mark.parametrize("model", ["led_tiny", "bigbird_tiny"])
+@pytest.mark.parametrize("model", ["led_tiny", "bigbird_tiny", "longt5_tiny"])
 def test_infer_evaluates_the_best_checkpoint_and_its_predictions_rescore_identically(trained, model, tmp_path, cache_dir):
     run = trained[model]
     run_cli("infer.py", f"run_dir={run}", out=tmp_path, cache=cache_dir)
@@ -132,7 +135,7 @@ def test_unknown_model_lists_the_choices_and_writes_nothing(tmp_path, cache_dir)
 @pytest.mark.parametrize(
     "overrides, fragments",
     [
-        (["model=bigbird_tiny", "seq_len=5000"], ["seq_len=5000 is over model=bigbird_tiny's limit of 4096"]),
+        (["model=bigbird_tiny", "seq_len=5000"], ["seq_len=5000: family bigbird_pegasus (model=bigbird_tiny) runs at most 4096 input tokens"]),
         (["seq_len=-1"], ["seq_len=-1 must be a positive"]),
         (["data=gov_report", "data.path=/nonexistent/gov_report.zip"], ["data.path=/nonexistent/gov_report.zip does not exist"]),
         (["batch_size=big"], ["batch_size=big must be a positive whole number, paper or auto"]),
