@@ -11,7 +11,10 @@ identity
   name                 the one spelling: `model.family` in the YAML, the `family` column of records and reports
   kind                 "seq2seq" (encoder-decoder, labels = target tokens) or "causal" (decoder-only LM:
                        prompt + answer in one sequence). Selects `lightning_module` and the batch layout.
-  lightning_module     `_target_` of the LightningModule that trains it (default: the one for `kind`, KIND_MODULES)
+  lightning_module     `_target_` of the LightningModule that trains it (default: the one for `kind`, KIND_MODULES).
+                       train.py builds it from the `module` config with model=, tokenizer=, task=, family=<name>
+                       (and the recipe keys: lr, betas, eps, weight_decay, warmup_ratio, fused_optimizer, attn_impl,
+                       generation); infer.py calls cls(model, tokenizer, task, attn_impl=, family=, generation=)
   order, marker        place in reports (paper's families first) and the matplotlib marker of its points
 
 building (transformers)
