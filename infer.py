@@ -17,12 +17,12 @@ import study.env  # noqa: F401  (process settings before torch is imported)
 
 import hydra
 import pytorch_lightning as pl
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from data.scrolls import group_references, load_rows, parse_jsonl
 from lightning_modules.metrics import TASK_METRIC, score
 from lightning_modules.models import count_parameters, load_trained
-from lightning_modules.seq2seq import Seq2SeqModule
 from lightning_modules.trainer import strategy as lightning_strategy
 from study import ddp, record
 from study.outcome import RecordOutcome
@@ -62,12 +62,12 @@ def score_predictions(cfg: DictConfig, out_dir: Path) -> None:
 def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: int, data_cfg, generation, identity: dict) -> None:
     data = build(
         data_cfg, tokenizer=tokenizer, seq_len=seq_len, batch_size=1, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
-        pad_to_seq_len=data_cfg.pad_to_seq_len or spec.needs_full_length_inputs,
+        pad_to_seq_len=data_cfg.pad_to_seq_len or spec.needs_full_length_inputs, **spec.fam.data_kwargs(),
     )
     data.setup("validate")  # tokenizing is not inference: keep it out of the timed pass
     encoder_attention = spec.prepare_for_length(model, seq_len)
-    module = Seq2SeqModule(
-        model, tokenizer, data.task, spec.global_attention_on_first_token, spec.attn_impl,
+    module = get_class(spec.fam.lightning_module)(  # the family's kind of module (Seq2SeqModule for seq2seq)
+        model, tokenizer, data.task, attn_impl=spec.attn_impl, family=spec.family,
         generation=OmegaConf.to_container(generation, resolve=True),
     )
     identity = dict(

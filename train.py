@@ -45,11 +45,9 @@ def train(cfg: DictConfig, run_dir) -> str:
         batch_size=batch_size,
         seed=cfg.seed,
         pad_to_seq_len=cfg.data.pad_to_seq_len or spec.needs_full_length_inputs,
+        **spec.fam.data_kwargs(),
     )
-    module = build(
-        cfg.module, model=model, tokenizer=tokenizer, task=data.task,
-        global_attention_on_first_token=spec.global_attention_on_first_token,
-    )
+    module = build(cfg.module, _target_=spec.fam.lightning_module, model=model, tokenizer=tokenizer, task=data.task, family=spec.family)
     identity = dict(
         model=spec.name, family=spec.family, parameters=count_parameters(model), pretrained=spec.pretrained,
         attn_impl=spec.attn_impl, data=cfg.data.name, task=data.task, metric=module.metric,

@@ -12,29 +12,19 @@ from typing import Any
 
 import torch
 
+from lightning_modules import families
 from study.errors import StudyError
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("led", "bigbird_pegasus")
 ATTN_IMPLS = ("hf", "fast")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune-no-cudagraphs")  # torch.compile modes
 PROJECT_TOKENIZER = "project"
 
 
 def _classes(family: str):
-    from transformers import (
-        BigBirdPegasusConfig,
-        BigBirdPegasusForConditionalGeneration,
-        LEDConfig,
-        LEDForConditionalGeneration,
-    )
-
-    if family == "led":
-        return LEDConfig, LEDForConditionalGeneration
-    if family == "bigbird_pegasus":
-        return BigBirdPegasusConfig, BigBirdPegasusForConditionalGeneration
-    raise StudyError(f"model.family={family} is not one of: {', '.join(FAMILIES)}")
+    """(config class, model class) of a family."""
+    return families.get(family).classes()
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -58,9 +48,12 @@ class ModelSpec:
     max_input_positions: int | None = None
 
     def __post_init__(self):
-        _classes(self.family)  # validates the family
+        fam = families.get(self.family)  # validates the family
         if self.attn_impl not in ATTN_IMPLS:
             raise StudyError(f"model.attn_impl={self.attn_impl} is not one of: {', '.join(ATTN_IMPLS)}")
+        if self.attn_impl not in fam.attn_impls:
+            raise StudyError(f"model.attn_impl={self.attn_impl}: family {fam.name} (model={self.name}) has no fast path; "
+                             f"use impl=stock (model.attn_impl may be: {', '.join(fam.attn_impls)})")
         if self.compile not in COMPILE_MODES:
             raise StudyError(f"model.compile={self.compile} is not one of: {', '.join(map(str, COMPILE_MODES))}")
         if self.cuda_graph not in (False, True):
@@ -72,30 +65,36 @@ class ModelSpec:
                              "graphs inside them: use model.compile=true with it")
         self.arch = dict(self.arch)
 
-    # ---- what the rest of the pipeline asks of a model ------------------------------------------------------
+    # ---- what the rest of the pipeline asks of a model: the family's answers -------------------------------
+    @property
+    def fam(self) -> families.Family:
+        """This model's family (lightning_modules/families/<family>.py)."""
+        return families.get(self.family)
+
     @property
     def global_attention_on_first_token(self) -> bool:
-        """LED's standard setting for summarization and QA: the first token attends to, and is seen by, all."""
-        return self.family == "led"
+        """Whether the family sets global attention on the first token (LED); see Family.global_inputs."""
+        return bool(self.fam.global_inputs(torch.zeros(1, 1, dtype=torch.long)))
 
     @property
     def needs_full_length_inputs(self) -> bool:
-        """BigBird switches itself to full attention for good on a short batch; inputs are always padded to seq_len."""
-        return self.family == "bigbird_pegasus"
+        """Whether every batch is padded to seq_len (BigBird: a short batch switches it to full attention for good)."""
+        return self.fam.pad_to_seq_len
 
     def check_seq_len(self, seq_len) -> int:
         if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len <= 0:
             raise StudyError(f"seq_len={seq_len} must be a positive whole number of tokens")
+        family_limit = self.fam.max_seq_len
+        if family_limit is not None and seq_len > family_limit:
+            raise StudyError(f"seq_len={seq_len}: family {self.family} (model={self.name}) runs at most {family_limit} input tokens")
         limit = self.max_input_positions
         if limit is not None and seq_len > limit:
             raise StudyError(f"seq_len={seq_len} is over model={self.name}'s limit of {limit} input positions")
         return seq_len
 
-    def block_sparse_min_len(self) -> int | None:
-        """BigBird uses block-sparse attention only above this many tokens (see transformers' BigBirdPegasusEncoder)."""
-        if self.family != "bigbird_pegasus" or self.arch.get("attention_type", "block_sparse") != "block_sparse":
-            return None
-        return (5 + 2 * self.arch["num_random_blocks"]) * self.arch["block_size"] + 1
+    def train_flops(self, seq_len: int, target_len: int) -> int:
+        """Analytic FLOPs of one training sample (the family's count)."""
+        return self.fam.train_flops(self.arch, seq_len, target_len)
 
     # ---- loading --------------------------------------------------------------------------------------------
     def load_tokenizer(self):
@@ -120,14 +119,8 @@ class ModelSpec:
             arch["vocab_size"] = len(tokenizer)
         if len(tokenizer) > arch["vocab_size"]:
             raise StudyError(f"the tokenizer has {len(tokenizer)} tokens but model={self.name} has vocab_size {arch['vocab_size']}")
-        # random weights read ids from the tokenizer in use; BART/LED start decoding with </s>, Pegasus with <pad>
-        arch["pad_token_id"] = tokenizer.pad_token_id
-        arch["eos_token_id"] = tokenizer.eos_token_id
-        arch["bos_token_id"] = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.pad_token_id
-        arch["decoder_start_token_id"] = tokenizer.eos_token_id if self.family == "led" else tokenizer.pad_token_id
-        if self.family == "led" and isinstance(arch.get("attention_window"), int):
-            arch["attention_window"] = [arch["attention_window"]] * arch["encoder_layers"]
-        return config_cls(**arch)
+        # random weights read ids from the tokenizer in use; the family says which start decoding
+        return config_cls(**self.fam.config_kwargs(arch, tokenizer))
 
     def load(self, seed: int | None = None, device: str | torch.device = "cpu"):
         """(model, tokenizer). Random weights are drawn under `seed` (on `device`, which is much faster for the
@@ -148,10 +141,7 @@ class ModelSpec:
                 torch.manual_seed(seed)
             with torch.device(device):
                 model = model_cls(self.build_config(tokenizer))
-        # generation settings belong to generation_config in transformers 5 (on model.config they raise)
-        model.generation_config.pad_token_id = model.config.pad_token_id
-        model.generation_config.eos_token_id = model.config.eos_token_id
-        model.generation_config.decoder_start_token_id = model.config.decoder_start_token_id
+        self.fam.configure_generation(model)
         if self.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.attn_impl == "fast":
@@ -162,13 +152,7 @@ class ModelSpec:
 
     def prepare_for_length(self, model, seq_len: int) -> str:
         """Fix the encoder's attention for inputs of seq_len tokens; returns the attention type in use."""
-        if self.family != "bigbird_pegasus":
-            return "sliding_window+global" if self.family == "led" else "full"
-        minimum = self.block_sparse_min_len()
-        if minimum is not None and seq_len < minimum:
-            log.warning("seq_len=%d is too short for BigBird block-sparse attention (needs >= %d): using full attention", seq_len, minimum)
-            model.get_encoder().set_attention_type("original_full")
-        return model.get_encoder().attention_type
+        return self.fam.prepare_for_length(model, self.arch, seq_len)
 
 
 # ---- a trained run's model, without the hub ------------------------------------------------------------------
@@ -204,7 +188,7 @@ def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
     model.generation_config = GenerationConfig.from_pretrained(arch_dir)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     missing, unexpected = model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()}, strict=False)
-    if unexpected or [k for k in missing if not k.endswith("final_logits_bias")]:
+    if unexpected or [k for k in missing if not k.endswith(spec.fam.optional_weights)]:
         raise StudyError(f"checkpoint {ckpt} does not fit model={spec.name}: {len(missing)} missing, {len(unexpected)} unexpected tensors")
     tokenizer = AutoTokenizer.from_pretrained(str(arch_dir))
     if spec.attn_impl == "fast":

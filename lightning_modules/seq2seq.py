@@ -32,7 +32,8 @@ def generate(model, tokenizer, batch: dict, generation: dict, global_first_token
         )
     else:
         out = model.generate(**inputs, do_sample=False, **generation)
-    return tokenizer.batch_decode(out, skip_special_tokens=True)
+    texts = tokenizer.batch_decode(out, skip_special_tokens=True)
+    return [family.postprocess(t) for t in texts] if family is not None else texts
 
 
 def first_token_global(input_ids: torch.Tensor) -> torch.Tensor:
@@ -56,10 +57,16 @@ class Seq2SeqModule(pl.LightningModule):
         warmup_ratio: float = 0.1,
         fused_optimizer: bool = False,
         generation: dict | None = None,
+        family: str | None = None,
     ):
         super().__init__()
+        from lightning_modules import families
+
         self.model, self.tokenizer, self.task = model, tokenizer, task
         self.metric = TASK_METRIC[task]
+        # the family (lightning_modules/families) sets global attention and writes the decoded text; without one,
+        # global_attention_on_first_token says whether the first token is global (LED's setting)
+        self.family = families.get(family) if family is not None else None
         self.global_first = global_attention_on_first_token
         self.fast = attn_impl == "fast"
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
@@ -75,7 +82,9 @@ class Seq2SeqModule(pl.LightningModule):
     # ---- training -------------------------------------------------------------------------------------------
     def forward(self, batch: dict):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels") if k in batch}
-        if self.global_first:
+        if self.family is not None:
+            inputs.update(self.family.global_inputs(batch["input_ids"]))
+        elif self.global_first:
             inputs["global_attention_mask"] = first_token_global(batch["input_ids"])
         return self.model(**inputs)
 
@@ -116,7 +125,7 @@ class Seq2SeqModule(pl.LightningModule):
 
     # ---- validation by generation ---------------------------------------------------------------------------
     def predict_texts(self, batch) -> list[str]:
-        return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast)
+        return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast, self.family)
 
     def validation_step(self, batch, batch_idx):
         for doc_id, refs, text in zip(batch["ids"], batch["references"], self.predict_texts(batch)):

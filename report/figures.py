@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
+from lightning_modules import families  # noqa: E402
 from report.collect import METRIC_LABEL  # noqa: E402
 from report.frontier import implementation, usable  # noqa: E402
 from study import record  # noqa: E402
@@ -41,7 +42,7 @@ NAMES = {  # x-axis names of the record's cost figures; the unit comes from reco
     "time_to_best_s": "Time to best checkpoint", "avg_power_w": "Average power", "joules_per_sample": "Training energy per sample",
     "cpu_utilization_pct": "Average CPU utilization", "energy_inference_kwh": "Inference energy", "inference_time_s": "Inference time",
 }
-MARKERS = {"led": "o", "bigbird_pegasus": "s"}
+MARKERS = families.markers()  # {family: marker}, in the families' report order (the paper's LED first)
 LINESTYLES = ["-", "--", ":", "-."]  # one per implementation, stock HF first
 MANIFEST = "figures.json"
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from transformers.utils import logging
 
 from .attention import TILE, Pattern, attend, pad_to_tile, tile_any_all, tiles_1d
+from .path import FastPath
 
 logger = logging.get_logger(__name__)
 
@@ -175,3 +176,26 @@ def bigbird_encode(enc, input_ids, attention_mask, cache, layer_fn=bigbird_layer
     for layer, (pattern, copy_idx) in zip(enc.layers, patterns):
         x = layer_fn(layer, x, pattern, copy_idx, valid, *args)
     return enc.layernorm_embedding(x)[:, :L0], valid[:, :L0]
+
+
+class BigBirdFastPath(FastPath):
+    encoder_layer = staticmethod(bigbird_layer)
+    pre_ln = True
+    uses_cache = True
+
+    def base(self, model):
+        return model.model
+
+    def output_cls(self):
+        from transformers.modeling_outputs import Seq2SeqLMOutput
+
+        return Seq2SeqLMOutput
+
+    def encode(self, model, fast, input_ids, attention_mask, global_attention_mask, layer_fn, all_valid=None):
+        return bigbird_encode(model.model.encoder, input_ids, attention_mask, fast.enc_cache, layer_fn, all_valid)
+
+    def static_plan(self, input_ids, attention_mask, global_attention_mask):
+        return {"all_valid": attention_mask is None or bool(attention_mask.all())}
+
+
+BIGBIRD_FAST = BigBirdFastPath()

@@ -37,29 +37,46 @@ def bigbird_pairs(S, block, n_rand):
 
 
 def encoder_flops(arch, family, S, n_global=1):
+    """The encoder's forward FLOPs of one sample: the family's own count (lightning_modules/families)."""
+    from lightning_modules import families
+
+    return families.get(family).encoder_flops(arch, S, n_global=n_global)
+
+
+def dense_encoder_flops(arch, S, attention_pairs):
+    """BART-style encoder layers (q, k, v, o projections, a two-matrix FFN) over S tokens and the given pairs."""
     D, Le, _, Fe, _, _ = _dims(arch)
-    per_layer = S * (8 * D * D + 4 * D * Fe)
-    if family == "led":
-        per_layer += S * 4 * D * D + n_global * 2 * D * D  # key_global, value_global (all), query_global (globals)
-        window = arch["attention_window"]
-        window = window if isinstance(window, int) else window[0]
-        per_layer += 4 * D * led_pairs(S, window, n_global)
-    else:
-        per_layer += 4 * D * bigbird_pairs(S, arch["block_size"], arch["num_random_blocks"])
-    return Le * per_layer
+    return Le * (S * (8 * D * D + 4 * D * Fe) + 4 * D * attention_pairs)
 
 
 def train_flops(arch, family, S, T, n_global=1):
     """Forward + backward FLOPs of one training sample: S input tokens, T target tokens."""
-    D, _, Ld, _, Fd, V = _dims(arch)
-    dec = Ld * (T * (8 * D * D + 4 * D * D + 4 * D * Fd) + S * 4 * D * D + 4 * D * (T * (T + 1) // 2 + T * S))
-    return 3 * (encoder_flops(arch, family, S, n_global) + dec + 2 * T * D * V)
+    from lightning_modules import families
+
+    return families.get(family).train_flops(arch, S, T)
 
 
 def generate_flops(arch, family, S, new_tokens, n_global=1):
+    from lightning_modules import families
+
+    return families.get(family).generate_flops(arch, S, new_tokens)
+
+
+def seq2seq_train_flops(enc, S, T, D, Ld, Fd, V, A=None, ffn_mats=2):
+    """Forward + backward FLOPs of one training sample given the encoder's forward FLOPs `enc`: a decoder of Ld
+    layers (model width D, attention width A = heads x head dim, FFN width Fd with `ffn_mats` matrices: 2, or 3
+    when gated), causal self-attention over T targets, cross-attention to S inputs, and the LM head."""
+    A = D if A is None else A
+    ffn = 2 * ffn_mats * D * Fd
+    dec = Ld * (T * (8 * D * A + 4 * D * A + ffn) + S * 4 * D * A + 4 * A * (T * (T + 1) // 2 + T * S))
+    return 3 * (enc + dec + 2 * T * D * V)
+
+
+def seq2seq_generate_flops(enc, S, new_tokens, D, Ld, Fd, V, A=None, ffn_mats=2):
     """FLOPs of greedy generation for one sample: encoder, cross keys/values once, one decoder pass per token."""
-    D, _, Ld, _, Fd, V = _dims(arch)
-    total = encoder_flops(arch, family, S, n_global) + Ld * S * 4 * D * D
+    A = D if A is None else A
+    ffn = 2 * ffn_mats * D * Fd
+    total = enc + Ld * S * 4 * D * A
     for t in range(new_tokens):
-        total += Ld * (12 * D * D + 4 * D * Fd + 4 * D * (t + 1) + 4 * D * S) + 2 * D * V
+        total += Ld * (12 * D * A + ffn + 4 * A * (t + 1) + 4 * A * S) + 2 * D * V
     return total

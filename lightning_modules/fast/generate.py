@@ -19,8 +19,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .bigbird import bigbird_encode
-from .led import led_encode
 
 # Processors that HF greedy search would apply and this decoder does not: (generation_config attribute, inert value)
 _UNSUPPORTED = [
@@ -56,11 +54,10 @@ def generation_settings(model):
 class DecoderWeights:
     """The decoder's matmul weights in the compute dtype (cast once per call); fp32 params are used as they are."""
 
-    def __init__(self, model, family, dtype):
-        base = model.led if family == "led" else model.model
-        dec = base.decoder
+    def __init__(self, model, path, dtype):
+        dec = path.base(model).decoder
         self.dec, self.dtype, self.lm_head, self.bias = dec, dtype, model.lm_head, model.final_logits_bias
-        self.pre_ln = family == "bigbird"
+        self.pre_ln = path.pre_ln
         self.H = dec.layers[0].self_attn.num_heads
         self.buffers = None
         self.refresh()
@@ -215,8 +212,8 @@ def greedy_generate(model, input_ids, attention_mask, global_attention_mask=None
     fast = getattr(model, "_fast", None)
     if fast is None:
         raise ValueError("greedy_generate needs apply_fast_path(model) first")
-    if global_attention_mask is not None and fast.family != "led":
-        raise ValueError("global_attention_mask is an LED input")
+    if global_attention_mask is not None and not fast.path.takes_global_mask:
+        raise ValueError(f"global_attention_mask is not an input of {type(model).__name__}")
     s = generation_settings(model)
     dev = input_ids.device
     use_graph = dev.type == "cuda"
@@ -226,10 +223,7 @@ def greedy_generate(model, input_ids, attention_mask, global_attention_mask=None
     model.eval()
     try:
         with torch.no_grad():
-            if fast.family == "led":
-                enc, valid = led_encode(model.led.encoder, input_ids, attention_mask, global_attention_mask, fast.enc_layer)
-            else:
-                enc, valid = bigbird_encode(model.model.encoder, input_ids, attention_mask, fast.bb_cache, fast.enc_layer)
+            enc, valid = fast.path.encode(model, fast, input_ids, attention_mask, global_attention_mask, fast.enc_layer)
             # the step sets its own dtypes; autocast inside a graph capture would also need its cache disabled
             with torch.autocast(dev.type, enabled=False) if autocast else nullcontext():
                 return _decode(model, fast, s, enc.float(), valid, dtype, max_new_tokens, min_new_tokens,
@@ -253,7 +247,7 @@ def _decode(model, fast, s, enc, valid, dtype, max_new, min_new, fixed_length, u
         W.refresh()
     else:
         fast.gen_graph = g = None  # free the old graph's buffers first
-        W = DecoderWeights(model, fast.family, dtype)
+        W = DecoderWeights(model, fast.path, dtype)
         st = _new_state(W, B, S, max_new, s["eos"], dev)
     # The step is not torch.compile'd: replayed as one CUDA graph it is not launch-bound (H100, led_base at 4096:
     # 70.2 samples/s with the step compiled, 70.7 without). compile=True compiles the encoder layers only here.

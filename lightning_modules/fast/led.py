@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention import TILE, Pattern, attend, pad_to_tile, tiles_1d
+from .path import FastPath
 
 
 def merge_masks(attention_mask, global_attention_mask, shape, device):
@@ -121,3 +122,29 @@ def led_encode(enc, input_ids, attention_mask, global_attention_mask, layer_fn=l
             patterns[window] = led_pattern(kind, window // 2)
         x = layer_fn(layer, x, patterns[window], gidx, gval, valid, enc.training, cfg.dropout, cfg.activation_dropout)
     return x[:, :L0], valid[:, :L0]
+
+
+class LEDFastPath(FastPath):
+    encoder_layer = staticmethod(led_layer)
+    takes_global_mask = True
+
+    def base(self, model):
+        return model.led
+
+    def output_cls(self):
+        from transformers.models.led.modeling_led import LEDSeq2SeqLMOutput
+
+        return LEDSeq2SeqLMOutput
+
+    def encode(self, model, fast, input_ids, attention_mask, global_attention_mask, layer_fn, n_glob=None):
+        return led_encode(model.led.encoder, input_ids, attention_mask, global_attention_mask, layer_fn, n_glob)
+
+    def static_plan(self, input_ids, attention_mask, global_attention_mask):
+        from .step_graph import pow2
+
+        glob = merge_masks(attention_mask, global_attention_mask, input_ids.shape, input_ids.device)[1]
+        n = int(glob.sum(1).max())  # one host sync, as the eager path's (and HF's)
+        return {"n_glob": pow2(n) if n else 0}
+
+
+LED_FAST = LEDFastPath()

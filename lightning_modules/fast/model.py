@@ -9,14 +9,10 @@ import types
 
 import torch
 import torch.nn.functional as F
-from transformers import BigBirdPegasusForConditionalGeneration, LEDForConditionalGeneration
-from transformers.modeling_outputs import Seq2SeqLMOutput
-from transformers.models.led.modeling_led import LEDSeq2SeqLMOutput, shift_tokens_right
+from transformers.models.led.modeling_led import shift_tokens_right
 from transformers.utils import logging
 
-from .bigbird import bigbird_encode, bigbird_layer
 from .decoder import decoder_forward, decoder_layer
-from .led import led_encode, led_layer
 from .step_graph import TrainGraphs
 
 logger = logging.get_logger(__name__)
@@ -24,10 +20,11 @@ logger = logging.get_logger(__name__)
 
 class FastState:
     def __init__(self, family, compile, cuda_graph=False):
-        self.family = family
+        self.family = family  # the model's Family (lightning_modules/families)
+        self.path = family.fast_path()  # its FastPath: what differs between the families' fast paths
         self.compile = compile  # False, True, or a torch.compile mode ("reduce-overhead" adds CUDA graphs)
         self.cuda_graph = cuda_graph
-        enc_layer = led_layer if family == "led" else bigbird_layer
+        enc_layer = self.path.encoder_layer
         # one compiled graph per layer kind, shared by every layer of that kind (parameters are graph inputs)
         if compile:
             torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
@@ -37,19 +34,23 @@ class FastState:
         else:
             decoder_fn = decoder_layer
         self.enc_layer, self.dec_layer = enc_layer, decoder_fn
-        self.bb_cache = {}  # BigBird: static per-layer block maps, keyed by (layer, length, training, device)
+        self.enc_cache = {}  # static per-layer tables of the encoder (BigBird: block maps by layer, length, mode, device)
         self.gen_graph = None  # generate.py: the last captured decode graph and its buffers
         self.train_graphs = TrainGraphs() if cuda_graph else None  # step_graph.py: training forward + backward
         self.warned_cpu_graph = False
 
 
 def _family(model):
-    if isinstance(model, LEDForConditionalGeneration):
-        return "led"
-    if isinstance(model, BigBirdPegasusForConditionalGeneration):
-        return "bigbird"
-    raise ValueError(f"apply_fast_path supports LEDForConditionalGeneration and "
-                     f"BigBirdPegasusForConditionalGeneration, not {type(model).__name__}")
+    from lightning_modules import families
+
+    try:
+        family = families.for_model(model)
+    except ValueError:
+        family = None
+    if family is None or family.fast_path() is None:
+        have = [n for n in families.names() if families.get(n).fast_path() is not None]
+        raise ValueError(f"apply_fast_path: {type(model).__name__} has no fast path (families with one: {', '.join(have)})")
+    return family
 
 
 def apply_fast_path(model, compile=False, cuda_graph=False):
@@ -87,14 +88,14 @@ def _inert(name, value, labels):
 def fast_forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
                  labels=None, **kwargs):
     fast = self._fast
-    if global_attention_mask is not None and fast.family != "led":
-        raise ValueError("global_attention_mask is an LED input")
+    if global_attention_mask is not None and not fast.path.takes_global_mask:
+        raise ValueError(f"global_attention_mask is not an input of {type(self).__name__}")
     if input_ids is None or not all(_inert(k, v, labels) for k, v in kwargs.items()):
-        if fast.family == "led":
+        if fast.path.takes_global_mask:
             kwargs["global_attention_mask"] = global_attention_mask
         return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask,
                                   decoder_input_ids=decoder_input_ids, labels=labels, **kwargs)
-    out_cls = LEDSeq2SeqLMOutput if fast.family == "led" else Seq2SeqLMOutput
+    out_cls = fast.path.output_cls()
     if (fast.train_graphs is not None and labels is not None and decoder_input_ids is None and self.training
             and torch.is_grad_enabled()):
         if input_ids.is_cuda:
@@ -110,18 +111,15 @@ def fast_forward(self, input_ids=None, attention_mask=None, global_attention_mas
 def fast_outputs(self, input_ids, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
                  labels=None, n_glob=None, all_valid=None):
     """(loss or None, logits, encoder output). n_glob (LED) / all_valid (BigBird): the host decisions, when the
-    caller has taken them (step_graph.py); None: taken here, with one host sync."""
+    caller has taken them (step_graph.py, the path's static_plan); None: taken here, with one host sync."""
     fast, cfg = self._fast, self.config
     if decoder_input_ids is None:  # as HF: shift the labels, or else the inputs
         src = labels if labels is not None else input_ids
         decoder_input_ids = shift_tokens_right(src, cfg.pad_token_id, cfg.decoder_start_token_id)
-    if fast.family == "led":
-        base, pre_ln = self.led, False
-        enc, valid = led_encode(base.encoder, input_ids, attention_mask, global_attention_mask, fast.enc_layer, n_glob)
-    else:
-        base, pre_ln = self.model, True
-        enc, valid = bigbird_encode(base.encoder, input_ids, attention_mask, fast.bb_cache, fast.enc_layer, all_valid)
-    h = decoder_forward(base.decoder, decoder_input_ids, enc, valid, pre_ln, fast.dec_layer)
+    plan = {k: v for k, v in (("n_glob", n_glob), ("all_valid", all_valid)) if v is not None}
+    path = fast.path
+    enc, valid = path.encode(self, fast, input_ids, attention_mask, global_attention_mask, fast.enc_layer, **plan)
+    h = decoder_forward(path.base(self).decoder, decoder_input_ids, enc, valid, path.pre_ln, fast.dec_layer)
     logits = self.lm_head(h) + self.final_logits_bias
     loss = None
     if labels is not None:

@@ -44,14 +44,7 @@ def static_plan(model, input_ids, attention_mask, global_attention_mask, labels)
     Tg = max(T, min(pow2(T), limit))
     if Tg > T:
         labels = F.pad(labels, (0, Tg - T), value=IGNORE_INDEX)
-    if model._fast.family == "led":
-        from .led import merge_masks
-
-        glob = merge_masks(attention_mask, global_attention_mask, input_ids.shape, input_ids.device)[1]
-        n = int(glob.sum(1).max())  # one host sync, as the eager path's (and HF's)
-        return labels, {"n_glob": pow2(n) if n else 0}
-    all_valid = attention_mask is None or bool(attention_mask.all())
-    return labels, {"all_valid": all_valid}
+    return labels, model._fast.path.static_plan(input_ids, attention_mask, global_attention_mask)
 
 
 class _Graph:

@@ -141,7 +141,7 @@ def test_bigbird_unpadded_batches_reuse_masks():
                 ref = m(**kw).logits
                 torch.manual_seed(0)
                 assert rel(fast(**kw).logits, ref) <= TOL
-    assert sum(len(k) == 5 for k in fast._fast.bb_cache) == 2 * len(m.model.encoder.layers)
+    assert sum(len(k) == 5 for k in fast._fast.enc_cache) == 2 * len(m.model.encoder.layers)
 
 
 def test_bigbird_short_input_switches_to_full_attention_like_hf():
@@ -425,7 +425,7 @@ def test_decode_step_reads_only_tensors_that_outlive_its_graph():
     m = led_model().eval()
     apply_fast_path(m)
     s = dict(G.generation_settings(m), max_new=6, min_new=4)
-    W = G.DecoderWeights(m, "led", torch.float32)
+    W = G.DecoderWeights(m, m._fast.path, torch.float32)
     st = G._new_state(W, 2, 64, 6, s["eos"], torch.device("cpu"))
     G._load(W, st, torch.randn(2, 64, 32), torch.ones(2, 64, dtype=torch.bool), s["start"])
     ptr = lambda t: t.untyped_storage().data_ptr()

@@ -90,8 +90,12 @@ def test_seq_len_must_be_a_positive_whole_number(bad):
 
 
 def test_seq_len_over_the_model_limit():
-    with pytest.raises(StudyError, match="seq_len=8192 is over model=bigbird_large's limit of 4096"):
+    # BigBird: the family's limit, whatever its positions say
+    with pytest.raises(StudyError, match="seq_len=8192: family bigbird_pegasus \\(model=bigbird_large\\) runs at most 4096"):
         spec("bigbird_large").check_seq_len(8192)
+    assert spec("bigbird_large").check_seq_len(4096) == 4096
+    with pytest.raises(StudyError, match="seq_len=8192 is over model=led_tiny's limit of 4096 input positions"):
+        spec("led_tiny").check_seq_len(8192)
     assert spec("led_base").check_seq_len(16384) == 16384
 
 
