@@ -38,4 +38,5 @@ class CausalLMModule(Seq2SeqModule):
         generation = {k: v for k, v in self.generation.items() if v is not None}
         prompt = batch["input_ids"]
         out = self.model.generate(input_ids=prompt, attention_mask=batch["attention_mask"], do_sample=False, **generation)
-        return self.tokenizer.batch_decode(out[:, prompt.shape[1]:], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(out[:, prompt.shape[1]:], skip_special_tokens=True)
+        return [self.family.postprocess(t) for t in texts] if self.family is not None else texts
