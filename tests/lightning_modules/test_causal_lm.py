@@ -221,3 +221,11 @@ def test_qwen3_tiny_through_train_infer_and_report(tmp_path, cache_dir):
     assert "qwen3_tiny @ 160" in proc.stdout
     results = (report / "results.csv").read_text().splitlines()
     assert len(results) == 2 and ",qwen3_tiny,qwen3," in results[1]
+
+
+def test_batch_size_auto_probes_a_decoder_only_step_as_one_sequence():
+    from lightning_modules import batch_size as bs
+
+    _, model, _ = tiny()
+    # one full-length training step, prompt and answer in one sequence (an encoder-decoder probe's labels would not fit)
+    assert bs._fits(model, 2, 32, 8, torch.device("cpu"), "32-true", False)
