@@ -75,10 +75,9 @@ def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: in
         eval_batch_size=cfg.eval_batch_size, strategy=cfg.strategy.name,
     )
     measure = [build(c, output_dir=str(out_dir)) if "output_dir" in c else build(c) for c in cfg.callbacks.values() if c is not None]
-    trainer = pl.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-        precision=cfg.trainer.precision, strategy=lightning_strategy(cfg), logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[*measure, RecordOutcome(out_dir, identity)],
+    trainer = build(  # the shared Trainer group (conf/trainer/); its training keys do not act in validate()
+        cfg.trainer, strategy=lightning_strategy(cfg), logger=False, enable_checkpointing=False,
+        callbacks=[*measure, RecordOutcome(out_dir, identity)],
     )
     # generation, scoring, predictions.jsonl and metrics.json: RecordOutcome writes them from inside the run
     trainer.validate(module, datamodule=data, verbose=False)
@@ -97,9 +96,13 @@ def evaluate_run(cfg: DictConfig, run: Path, out_dir: Path) -> None:
     train_cfg.paths = cfg.paths
     if not _given("strategy"):  # evaluate where and how the run trained, unless told otherwise
         cfg = OmegaConf.merge(cfg, {"strategy": train_cfg.strategy})
-        for key in ("accelerator", "devices", "num_nodes", "precision"):
+        for key in ("accelerator", "devices", "num_nodes"):
             if not _given(f"trainer.{key}"):
                 cfg.trainer[key] = train_cfg.trainer[key]
+    if _given("impl"):  # the implementation asked for: attention, compile and CUDA graphs with its precision
+        train_cfg.model = OmegaConf.merge(train_cfg.model, {k: cfg.model[k] for k in ("attn_impl", "compile", "cuda_graph")})
+    elif not _given("trainer.precision"):  # the run's own precision (trainer.precision, its one key)
+        cfg.trainer.precision = train_cfg.trainer.precision
     spec = build(train_cfg.model)
     model, tokenizer = load_trained(spec, run, cfg.checkpoint)
     identity = dict(

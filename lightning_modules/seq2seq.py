@@ -18,10 +18,12 @@ from study.ddp import gather_objects
 log = logging.getLogger("study")
 
 
-def generate(model, tokenizer, batch: dict, generation: dict, global_first_token: bool, fast: bool) -> list[str]:
-    """Greedy (or beam) decoding of one batch, as text."""
+def generate(model, tokenizer, batch: dict, generation: dict, global_first_token: bool, fast: bool, family=None) -> list[str]:
+    """Greedy (or beam) decoding of one batch, as text (as the family writes it: Family.postprocess)."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    if global_first_token:
+    if family is not None:  # the family's global attention (LED: the first token)
+        inputs.update(family.global_inputs(batch["input_ids"]))
+    elif global_first_token:
         inputs["global_attention_mask"] = first_token_global(batch["input_ids"])
     if fast and generation.get("num_beams", 1) == 1:
         from lightning_modules.fast import greedy_generate

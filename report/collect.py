@@ -154,6 +154,9 @@ def _from_config(cfg: dict) -> dict:
     if all(isinstance(v, int) and not isinstance(v, bool) for v in (batch, accumulate, devices, nodes)) and devices > 0:
         effective = batch * accumulate * devices * nodes
     task, attn_impl = _get(cfg, "data.task"), _get(cfg, "model.attn_impl")
+    precision = _get(cfg, "trainer.precision")  # its one key; runs before the impl group kept it in strategy
+    if not isinstance(precision, str) or precision.startswith("${"):
+        precision = _get(cfg, "strategy.precision")
     return {
         "model": _get(cfg, "model.name"), "family": _get(cfg, "model.family"), "pretrained": _get(cfg, "model.pretrained"),
         "dataset": _get(cfg, "data.name"), "task": task, "seq_len": _get(cfg, "seq_len"),
@@ -161,7 +164,7 @@ def _from_config(cfg: dict) -> dict:
         "batch_size_source": ("config" if isinstance(batch, int) else f"config: {batch} (not resolved: the run did not get that far)") if batch is not None else None,
         "accumulate_grad_batches": accumulate, "effective_batch_size": effective,
         "strategy": strategy.get("name") if isinstance(strategy, dict) else None, "devices": devices, "num_nodes": nodes,
-        "precision": _get(cfg, "strategy.precision"), "attn_impl": attn_impl,
+        "precision": precision, "attn_impl": attn_impl,
         "compile": _get(cfg, "model.compile") if attn_impl == "fast" else None,
         "cuda_graph": _get(cfg, "model.cuda_graph") if attn_impl == "fast" else None, "seed": _get(cfg, "seed"),
         "metric": TASK_METRIC.get(task),

@@ -24,7 +24,7 @@ from study.errors import StudyError
 log = logging.getLogger("study")
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("model", "data", "strategy", "experiment", "callbacks")
+GROUPS = ("model", "data", "strategy", "experiment", "callbacks", "impl", "trainer")
 
 
 # ---- config resolvers ----------------------------------------------------------------------------------------
