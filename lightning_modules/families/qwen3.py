@@ -33,8 +33,8 @@ def _token_flops(D, F, A, Akv):
 class Qwen3(Family):
     name = "qwen3"
     kind = "causal"
-    order = 30  # after the paper's families and LongT5
-    marker = "^"
+    order = 3  # after the paper's families and LongT5
+    marker = "D"  # a diamond: the one decoder-only family
     optional_weights = ("lm_head.weight",)  # tied to the input embeddings
 
     def classes(self):
