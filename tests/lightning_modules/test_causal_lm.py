@@ -229,3 +229,16 @@ def test_batch_size_auto_probes_a_decoder_only_step_as_one_sequence():
     _, model, _ = tiny()
     # one full-length training step, prompt and answer in one sequence (an encoder-decoder probe's labels would not fit)
     assert bs._fits(model, 2, 32, 8, torch.device("cpu"), "32-true", False)
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["model=qwen3_tiny", "impl=fast"], "family qwen3 (model=qwen3_tiny) has no fast path"),
+        (["model=qwen3_0_6b", "model.pretrained=false", "seq_len=50000"], "seq_len=50000 is over model=qwen3_0_6b's limit of 40960"),
+    ],
+)
+def test_the_commands_refuse_what_a_decoder_only_lm_cannot_do_in_one_line(overrides, fragment, tmp_path, cache_dir):
+    proc = run_cli("train.py", "experiment=smoke", *overrides, f"hydra.run.dir={tmp_path / 'bad'}", out=tmp_path, cache=cache_dir, check=False)
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(err) == 1 and fragment in err[0], proc.stderr[-2000:]
