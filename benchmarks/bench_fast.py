@@ -44,6 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lightning_modules import families  # noqa: E402
 from lightning_modules.fast import apply_fast_path, greedy_generate  # noqa: E402
 from lightning_modules.fast.flops import generate_flops, train_flops  # noqa: E402
 from lightning_modules.fast.model import fast_forward  # noqa: E402
@@ -60,17 +61,16 @@ TINY = dict(vocab_size=1000, d_model=64, encoder_layers=2, decoder_layers=2, enc
 # ----------------------------------------------------------------------------------------------- setup
 def load_arch(name, tiny=False):
     spec = yaml.safe_load(open(ROOT / "conf" / "model" / f"{name}.yaml"))
-    family = "led" if spec["family"] == "led" else "bigbird"
+    family = spec["family"]  # the one spelling (lightning_modules/families)
     arch = dict(spec["arch"])
-    if tiny:  # CPU dry runs of this script
+    if tiny:  # CPU dry runs of this script: a sliding window (LED) or sparse blocks (BigBird) scaled down
         arch.update(TINY)
-        arch.update(attention_window=64) if family == "led" else arch.update(block_size=16, num_random_blocks=2)
+        arch.update(attention_window=64) if "attention_window" in arch else arch.update(block_size=16, num_random_blocks=2)
     return family, arch
 
 
 def build(family, arch, device):
-    cls, cfg_cls = ((transformers.LEDForConditionalGeneration, transformers.LEDConfig) if family == "led" else
-                    (transformers.BigBirdPegasusForConditionalGeneration, transformers.BigBirdPegasusConfig))
+    cfg_cls, cls = families.get(family).classes()
     with torch.device(device):
         return cls(cfg_cls(**arch))
 
@@ -93,7 +93,7 @@ def make_batch(family, arch, B, S, T, device, seed=0, pad_tail=0, n_global=1):
     if pad_tail:
         am[-1, S - pad_tail:] = 0
     kw = dict(input_ids=ids, attention_mask=am)
-    if family == "led":
+    if "global_attention_mask" in families.get(family).global_inputs(ids):  # LED: n_global tokens, not just the first
         gm = torch.zeros(B, S, dtype=torch.long)
         gm[:, :n_global] = 1
         kw["global_attention_mask"] = gm
@@ -579,7 +579,7 @@ def main():
     ap.add_argument("--check", action="store_true", help="run the GPU same-function checks first")
     ap.add_argument("--check-only", action="store_true")
     ap.add_argument("--check-step-graph", action="store_true", help="only the cuda_graph=True checks, then the cells")
-    ap.add_argument("--check-len", default="led=2048,bigbird=1024")
+    ap.add_argument("--check-len", default="led=2048,bigbird_pegasus=1024", help="family=seq_len,...")
     ap.add_argument("--budget-s", type=float, default=1e9, help="start no new cell after this many seconds")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny architectures (CPU dry run of this script)")

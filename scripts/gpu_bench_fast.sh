@@ -62,7 +62,7 @@ PY
     check() { [ "${CHECK:-1}" = 0 ] || echo --check --check-len "$1"; }
     model_bench led_base "${T_LED_BASE:-150}" 40 "$LED_PLAN" $(check led=2048)
     model_bench led_large "${T_LED_LARGE:-135}" 40 "$LED_PLAN"
-    model_bench bigbird_large "${T_BIGBIRD:-110}" 15 "$BB_PLAN" $(check bigbird=1024)
+    model_bench bigbird_large "${T_BIGBIRD:-110}" 15 "$BB_PLAN" $(check bigbird_pegasus=1024)
     ;;
   graph)
     # model.cuda_graph=true: its GPU tests, its same-function checks on the real architectures, then stock fp32,
@@ -72,10 +72,10 @@ PY
     check() { [ "${CHECK:-1}" = 0 ] || echo --check-step-graph --check-len "$1"; }
     model_bench led_base "${T_LED_BASE:-160}" 40 "$plan" $(check led=2048)
     model_bench led_large "${T_LED_LARGE:-110}" 30 "$plan"
-    model_bench bigbird_large "${T_BIGBIRD:-170}" 40 "$plan" $(check bigbird=1024)
+    model_bench bigbird_large "${T_BIGBIRD:-170}" 40 "$plan" $(check bigbird_pegasus=1024)
     ;;
   check)
-    bench --check-only --models led_base,bigbird_large --check-len led=2048,bigbird=1024
+    bench --check-only --models led_base,bigbird_large --check-len led=2048,bigbird_pegasus=1024
     ;;
   *) echo "usage: $0 smoke|full|check|graph"; exit 2 ;;
 esac

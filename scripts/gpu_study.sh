@@ -35,7 +35,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv
 GRID=(paths.output_dir=$S model.pretrained=false strategy=single_gpu batch_size=paper
       trainer.max_steps=${STEPS:-5} data.val_every_steps=${STEPS:-5} data.synthetic.n_train=96 data.synthetic.n_validation=16
       '~callbacks.last_checkpoint' callbacks.energy.measure_power_secs=5)
-FAST=(model.attn_impl=fast trainer.precision=bf16-mixed module.fused_optimizer=true)
+FAST=(impl=fast)
 MODELS=led_base,led_large,bigbird_large
 NAME=${NAME:-gpu_study}
 LENGTHS=${LENGTHS:-1024,2048,3072,4096}
@@ -68,7 +68,7 @@ for st in "${STAGES[@]}"; do
     graph_summ) trained=1
                 stage 200 $PY train.py -m name=$NAME data=synthetic model=led_base seq_len=4096 "${GRID[@]}" "${FAST[@]}" model.compile=true model.cuda_graph=false,true
                 stage 200 $PY train.py -m name=$NAME data=synthetic model=led_large,bigbird_large seq_len=4096 "${GRID[@]}" "${FAST[@]}" model.compile=true model.cuda_graph=true ;;
-    check)      stage 150 $PY benchmarks/bench_fast.py --out "$OUT/extra/check" --check-only --models led_base,bigbird_large --check-len led=2048,bigbird=1024 ;;
+    check)      stage 150 $PY benchmarks/bench_fast.py --out "$OUT/extra/check" --check-only --models led_base,bigbird_large --check-len led=2048,bigbird_pegasus=1024 ;;
     *) echo "unknown stage $st"; exit 2 ;;
   esac
 done
