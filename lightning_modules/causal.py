@@ -19,10 +19,9 @@ CACHE_IMPLEMENTATIONS = (None, "dynamic", "static")
 class CausalLMModule(Seq2SeqModule):
     def __init__(self, model, tokenizer, task: str, **recipe):
         if recipe.get("attn_impl", "hf") != "hf":  # the project's fused path (lightning_modules/fast) is encoder-decoder only
-            raise StudyError(f"model.attn_impl={recipe['attn_impl']}: a decoder-only LM has no fast path; use model.attn_impl=hf")
+            raise StudyError(f"model.attn_impl={recipe['attn_impl']}: a decoder-only LM has no fast path; use impl=stock")
         recipe.pop("global_attention_on_first_token", None)  # an encoder setting: a decoder-only LM has no encoder
         super().__init__(model, tokenizer, task, **recipe)
-        self.global_first = False
         cache = self.generation.get("cache_implementation")
         if cache not in CACHE_IMPLEMENTATIONS:
             raise StudyError(
