@@ -63,6 +63,11 @@ def resolve_impl(fam, impl, mode, best=("fastcg", "fastc")):
 
 def make_batch(fam, vocab, B, S, T, device, seed=0):
     g = torch.Generator().manual_seed(seed)
+    if T and fam.kind == "causal":  # a decoder-only LM trains on S input then T answer tokens as one sequence
+        ids = torch.randint(4, vocab, (B, S + T), generator=g)
+        kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids.clone())
+        kw["labels"][:, :S] = -100  # the loss on the answer only (data/causal.py)
+        return {k: v.to(device) for k, v in kw.items()}
     ids = torch.randint(4, vocab, (B, S), generator=g)
     kw = dict(input_ids=ids, attention_mask=torch.ones(B, S, dtype=torch.long), **fam.global_inputs(ids))
     if T:

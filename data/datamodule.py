@@ -3,7 +3,9 @@
 The truncation rule (`encode_inputs`): keep the first seq_len - 1 tokens of the input and the closing </s>
 (right truncation, so the query that QMSum and Qasper put first always survives), then pad to seq_len.
 Targets keep their first max_target_len tokens the same way. Training sees every (id, output) pair;
-evaluation sees one row per id, scored against all of that id's outputs.
+evaluation sees one row per id, scored against all of that id's outputs. `layout` is the model family's choice of
+batch: `seq2seq` (inputs for the encoder, targets as labels) or `causal` (one sequence, prompt then answer, for a
+decoder-only LM: data/causal.py).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from data.causal import CausalLayout
 from data.scrolls import group_references, load_rows
 from study.errors import StudyError
 
 IGNORE_INDEX = -100  # label positions the loss skips
+LAYOUTS = ("seq2seq", "causal")
 
 
 def encode_inputs(tokenizer, texts: list[str], seq_len: int) -> list[list[int]]:
@@ -59,10 +63,14 @@ class ScrollsDataModule(pl.LightningDataModule):
         eval_batch_size: int = 16,
         eval_split: str = "validation",
         seed: int = 0,
+        layout: str = "seq2seq",
+        prompt_separator: str | None = None,
     ):
         super().__init__()
         if seq_len is None or int(seq_len) <= 0:
             raise StudyError(f"seq_len={seq_len} must be a positive number of tokens")
+        if layout not in LAYOUTS:
+            raise StudyError(f"layout={layout} is not one of: {', '.join(LAYOUTS)}")
         self.name, self.task, self.source, self.path = name, task, source, path
         self.hub_url, self.synthetic, self.cache_dir = hub_url, synthetic, cache_dir
         self.max_target_len, self.val_every_steps = max_target_len, val_every_steps
@@ -72,6 +80,11 @@ class ScrollsDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.eval_split, self.seed = batch_size, eval_batch_size, eval_split, seed
         self.train_examples: list[dict] | None = None
         self.eval_examples: list[dict] | None = None
+        self.causal = None
+        if layout == "causal":  # a decoder-only LM: one sequence per row, prompt then answer
+            if prompt_separator is None:
+                raise StudyError("layout=causal needs a prompt_separator (the model's model.prompt_separator)")
+            self.causal = CausalLayout(tokenizer, self.seq_len, max_target_len, prompt_separator, pad_to_seq_len)
 
     # ---- rows ----------------------------------------------------------------------------------------------
     def rows(self, split: str) -> list[dict]:
@@ -118,11 +131,15 @@ class ScrollsDataModule(pl.LightningDataModule):
         return {"input_ids": input_ids, "attention_mask": (input_ids != self.tokenizer.pad_token_id).long()}
 
     def collate_train(self, examples: list[dict]) -> dict:
+        if self.causal is not None:
+            return self.causal.train(examples)
         batch = self._inputs([e["input_ids"] for e in examples])
         batch["labels"] = pad([e["labels"] for e in examples], IGNORE_INDEX)
         return batch
 
     def collate_eval(self, examples: list[dict]) -> dict:
+        if self.causal is not None:
+            return self.causal.eval(examples)
         batch = self._inputs([e["input_ids"] for e in examples])
         batch["ids"] = [e["id"] for e in examples]
         batch["references"] = [e["references"] for e in examples]

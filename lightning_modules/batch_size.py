@@ -27,8 +27,12 @@ def paper_batch_size(table: dict, task: str, model_name: str, seq_len: int) -> i
 def _fits(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> bool:
     """One forward, backward and AdamW step at full length: the memory a training step really needs."""
     vocab = model.config.vocab_size
-    ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len), device=device)
-    labels = torch.randint(5, min(vocab, 1000), (batch_size, target_len), device=device)
+    if model.config.is_encoder_decoder:
+        ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len), device=device)
+        labels = torch.randint(5, min(vocab, 1000), (batch_size, target_len), device=device)
+    else:  # a decoder-only LM reads prompt and answer as one sequence (data/causal.py)
+        ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len + target_len), device=device)
+        labels = ids
     kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     if global_first:
         g = torch.zeros_like(ids)
