@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from lightning_modules.batch_size import resolve_batch_size
 from lightning_modules.models import count_parameters, save_architecture
 from lightning_modules.trainer import build_trainer
-from study import ddp, record
+from study import ddp, provenance, record
 from study.outcome import RecordOutcome
 from study.run import build, exit_unless_multirun, is_rank_zero, register_resolvers, run_job
 
@@ -63,7 +63,7 @@ def train(cfg: DictConfig, run_dir) -> str:
             run_dir, **identity, devices=trainer.num_devices, num_nodes=trainer.num_nodes, world_size=trainer.world_size,
             accumulate_grad_batches=trainer.accumulate_grad_batches,
             effective_batch_size=batch_size * trainer.accumulate_grad_batches * trainer.world_size,
-            precision=str(trainer.precision),
+            precision=str(trainer.precision), provenance=provenance.for_trainer(trainer),
         )
 
     # fine-tune with validation by generation, early stopping and best-checkpoint saving;
