@@ -43,7 +43,7 @@ def prepare(overrides: list[str]) -> SimpleNamespace:
     spec = build(cfg.model)
     model, tokenizer = spec.load(seed=cfg.seed, device=device)
     spec.prepare_for_length(model, cfg.seq_len)
-    batch_size, _ = resolve_batch_size(cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, cfg.seq_len)
+    batch_size, _, _ = resolve_batch_size(cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, cfg.seq_len)
     data = build(cfg.data, tokenizer=tokenizer, seq_len=cfg.seq_len, batch_size=batch_size, seed=cfg.seed,
                  pad_to_seq_len=cfg.data.pad_to_seq_len or spec.needs_full_length_inputs)
     data.setup("fit")
