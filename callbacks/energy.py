@@ -57,12 +57,14 @@ class EnergyCallback(PhaseCallback):
         output_dir: str | None = None,
         enabled: bool = True,
         tracking_mode: str = "machine",
-        warmup_steps: int = 5,
+        warmup_steps: int | None = None,
     ):
         super().__init__()
         if tracking_mode not in TRACKING_MODES:
             raise StudyError(f"callbacks.energy.tracking_mode={tracking_mode} is not one of: {', '.join(TRACKING_MODES)}")
-        self.tracking_mode, self.warmup_steps = tracking_mode, int(warmup_steps)
+        self.tracking_mode = tracking_mode
+        self._warmup_steps = warmup_steps  # None: the SpeedCallback's, so warm-up energy and time cover the same steps
+        self.warmup_steps = 5 if warmup_steps is None else int(warmup_steps)
         self.country, self.measure_power_secs, self.tolerance = country_iso_code, measure_power_secs, tolerance
         self.output_dir, self.enabled = output_dir, enabled
         self.results: dict = {}
@@ -76,6 +78,10 @@ class EnergyCallback(PhaseCallback):
     # ---- set-up: one tracker per node, on the GPUs this job uses ----------------------------------------
     def setup(self, trainer, pl_module, stage):
         self._leader = self.enabled and self.is_leader(trainer)
+        if self._warmup_steps is None:
+            from callbacks.speed import SpeedCallback
+
+            self.warmup_steps = next((cb.warmup_steps for cb in trainer.callbacks if isinstance(cb, SpeedCallback)), 5)
         self.tracker, self.nvml, self.problem = None, None, None
         self.phases: dict[str, dict] = {}
         self.span: dict = {}
