@@ -34,14 +34,19 @@ class UtilizationCallback(PhaseCallback):
 
     def _sample_cpu(self) -> tuple[float, float]:
         """(machine CPU %, this run's CPU %) since the last call, both as a share of all the machine's cores.
-        The run is this process and its children (dataloader workers, DDP ranks started by this process);
+        The run is this process and its children (dataloader workers, DDP ranks started by this process; ranks
+        started by another launcher, torchrun, SLURM or ddp_spawn's, are not its children and count as others);
         psutil needs the same Process object between calls, so they are kept."""
         import psutil
 
         machine = psutil.cpu_percent(None)
         me = self._procs.setdefault(os.getpid(), psutil.Process())
         ours = 0.0
-        for p in [me, *me.children(recursive=True)]:
+        try:
+            children = me.children(recursive=True)
+        except psutil.Error:  # not allowed to list them: this process alone
+            children = []
+        for p in [me, *children]:
             p = self._procs.setdefault(p.pid, p)  # a process seen for the first time reads 0 once
             try:
                 ours += p.cpu_percent(None)
