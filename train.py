@@ -15,12 +15,12 @@ import study.env  # noqa: F401  (process settings before torch is imported)
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lightning_modules.batch_size import resolve_batch_size
 from lightning_modules.models import count_parameters, save_architecture
 from lightning_modules.trainer import build_trainer
-from study import ddp, record
+from study import ddp, provenance, record
 from study.outcome import RecordOutcome
 from study.run import build, exit_unless_multirun, is_rank_zero, register_resolvers, run_job
 
@@ -33,8 +33,10 @@ def train(cfg: DictConfig, run_dir) -> str:
     seq_len = spec.check_seq_len(cfg.seq_len)
     model, tokenizer = spec.load(seed=cfg.seed, device=build_device(cfg))
     encoder_attention = spec.prepare_for_length(model, seq_len)
-    batch_size, batch_source = resolve_batch_size(
-        cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, seq_len, model, cfg.data.max_target_len, cfg.trainer.precision
+    batch_size, batch_source, batch_record = resolve_batch_size(
+        cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, seq_len, model, cfg.data.max_target_len, cfg.trainer.precision,
+        devices=data_parallel_devices(cfg), accumulate=int(cfg.trainer.accumulate_grad_batches), strategy=cfg.strategy.name,
+        memory_gib=cfg.get("batch_size_memory_gib"),
     )
 
     # the data, truncated to seq_len; BigBird always sees full-length inputs
@@ -52,7 +54,7 @@ def train(cfg: DictConfig, run_dir) -> str:
         model=spec.name, family=spec.family, parameters=count_parameters(model), pretrained=spec.pretrained,
         attn_impl=spec.attn_impl, data=cfg.data.name, task=data.task, metric=module.metric,
         seq_len=seq_len, encoder_attention=encoder_attention, batch_size=batch_size, batch_size_source=batch_source,
-        strategy=cfg.strategy.name, seed=cfg.seed,
+        strategy=cfg.strategy.name, seed=cfg.seed, **batch_record,
     )
     trainer = build_trainer(cfg, run_dir, extra_callbacks=[RecordOutcome(run_dir, identity)])
     if is_rank_zero():
@@ -61,13 +63,25 @@ def train(cfg: DictConfig, run_dir) -> str:
             run_dir, **identity, devices=trainer.num_devices, num_nodes=trainer.num_nodes, world_size=trainer.world_size,
             accumulate_grad_batches=trainer.accumulate_grad_batches,
             effective_batch_size=batch_size * trainer.accumulate_grad_batches * trainer.world_size,
-            precision=str(trainer.precision),
+            precision=str(trainer.precision), provenance=provenance.for_trainer(trainer),
         )
 
     # fine-tune with validation by generation, early stopping and best-checkpoint saving;
     # the outcome (scores, costs) is written by RecordOutcome from inside the run
     trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
     return "interrupted" if trainer.interrupted else "ok"
+
+
+def data_parallel_devices(cfg) -> int:
+    """Devices over all nodes that each take a share of the batch (`devices` may be a list of ids)."""
+    devices = cfg.trainer.devices
+    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        n = len(devices)
+    elif str(devices) in ("auto", "-1"):
+        n = torch.cuda.device_count() if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else 1
+    else:
+        n = int(devices)
+    return max(1, n) * int(cfg.trainer.num_nodes)
 
 
 def build_device(cfg) -> str:

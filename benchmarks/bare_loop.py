@@ -26,6 +26,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from lightning_modules.batch_size import resolve_batch_size  # noqa: E402
 from lightning_modules.seq2seq import first_token_global  # noqa: E402
 from study.run import CONF_DIR, build, register_resolvers  # noqa: E402
+from train import data_parallel_devices  # noqa: E402
 
 
 def split_args(argv: list[str], defaults: dict) -> tuple[dict, list[str]]:
@@ -43,7 +44,10 @@ def prepare(overrides: list[str]) -> SimpleNamespace:
     spec = build(cfg.model)
     model, tokenizer = spec.load(seed=cfg.seed, device=device)
     spec.prepare_for_length(model, cfg.seq_len)
-    batch_size, _ = resolve_batch_size(cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, cfg.seq_len)
+    batch_size, _, _ = resolve_batch_size(  # train.py's per-device batch for the same strategy
+        cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, cfg.seq_len,
+        devices=data_parallel_devices(cfg), accumulate=int(cfg.trainer.accumulate_grad_batches), strategy=cfg.strategy.name,
+    )
     data = build(cfg.data, tokenizer=tokenizer, seq_len=cfg.seq_len, batch_size=batch_size, seed=cfg.seed,
                  pad_to_seq_len=cfg.data.pad_to_seq_len or spec.needs_full_length_inputs)
     data.setup("fit")

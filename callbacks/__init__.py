@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from callbacks.energy import KWH, EnergyCallback
 from callbacks.speed import SpeedCallback
+from callbacks.steady import steady_costs
 from callbacks.utilization import UtilizationCallback
 from study.record import measurement
 
@@ -18,7 +19,7 @@ __all__ = ["EnergyCallback", "SpeedCallback", "UtilizationCallback", "collect_co
 def collect_costs(trainer) -> tuple[dict, dict]:
     """(costs for metrics.json, extra fields such as the energy cross-check)."""
     costs, extra = {}, {}
-    energy = speed = None
+    energy = speed = utilization = None
     for cb in trainer.callbacks:
         if isinstance(cb, (EnergyCallback, SpeedCallback, UtilizationCallback)):
             costs.update(cb.results)
@@ -28,6 +29,8 @@ def collect_costs(trainer) -> tuple[dict, dict]:
                 extra["energy_cross_check"] = cb.cross_check
         if isinstance(cb, SpeedCallback):
             speed = cb
+        if isinstance(cb, UtilizationCallback):
+            utilization = cb
     if energy is not None and speed is not None and "train_time_excl_validation_s" in costs:
         seconds = costs["train_time_excl_validation_s"]["value"]
         samples = getattr(speed, "train_samples", None)
@@ -47,4 +50,22 @@ def collect_costs(trainer) -> tuple[dict, dict]:
         costs["joules_per_sample"] = measurement(
             e * KWH / samples if e is not None and samples else None, "J/sample", "derived: energy_train_kwh / training samples"
         )
+    if energy is not None and speed is not None and "train_time_excl_validation_s" in costs:
+        costs.update(steady_costs(energy, speed))  # steady-state rates, the warm-up taken out (callbacks/steady.py)
+    attribution = cpu_attribution(energy, utilization)
+    if attribution is not None:
+        extra["cpu_attribution"] = attribution
     return costs, extra
+
+
+def cpu_attribution(energy, utilization) -> dict | None:
+    """metrics.json `cpu_attribution`: CodeCarbon's CPU scope and how much of the machine's CPU the run used."""
+    if energy is None and utilization is None:
+        return None
+    share = getattr(utilization, "cpu_share", None) or {}
+    return {
+        "tracking_mode": getattr(energy, "tracking_mode", None),
+        "process_cpu_pct": share.get("process_cpu_pct"),
+        "machine_cpu_pct": share.get("machine_cpu_pct"),
+        "contended": share.get("contended"),
+    }

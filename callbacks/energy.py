@@ -7,7 +7,10 @@ read and a timestamp, not a CodeCarbon call (its task API re-measures every devi
 energy is split into phases by those readings — the GPU
 part in proportion to each phase's NVML counter delta, the CPU and RAM parts in proportion to phase time — and
 the NVML counter over the tracker's whole span is recorded beside CodeCarbon's GPU figure; a disagreement over
-the tolerance is logged. Node figures are summed across nodes. A tracker that cannot start never stops
+the tolerance is logged. The first `warmup_steps` optimizer steps (compile, graph capture, warm-up) are split off
+the training phase the same way, by a counter read and a timestamp at their end (`warmup_energy_kwh`).
+`tracking_mode` is CodeCarbon's CPU scope: "machine" charges every process's CPU load on the machine to the run,
+"process" only this process's. Node figures are summed across nodes. A tracker that cannot start never stops
 training: one warning, and its figures are recorded as unknown (null), never zero.
 (The paper's code summed sampled watts and called it kWh; here energy is integrated power over time.)
 """
@@ -22,11 +25,15 @@ from pathlib import Path
 from callbacks.nvml import NVML, physical_indices
 from callbacks.phases import CHECKPOINT, INFERENCE, TRAIN, VALIDATION, PhaseCallback
 from study.ddp import gather_objects
+from study.errors import StudyError
 from study.record import measurement
 
 log = logging.getLogger(__name__)
 
 KWH = 3.6e6  # joules
+WARMUP = "warmup"  # the first warmup_steps optimizer steps, inside the training phase
+# CodeCarbon's CPU scope: "machine" charges every process's CPU load to the run, "process" this process's share
+TRACKING_MODES = ("machine", "process")
 
 
 def _cpu_source(tracker) -> str:
@@ -49,13 +56,20 @@ class EnergyCallback(PhaseCallback):
         tolerance: float = 0.05,
         output_dir: str | None = None,
         enabled: bool = True,
+        tracking_mode: str = "machine",
+        warmup_steps: int | None = None,
     ):
         super().__init__()
+        if tracking_mode not in TRACKING_MODES:
+            raise StudyError(f"callbacks.energy.tracking_mode={tracking_mode} is not one of: {', '.join(TRACKING_MODES)}")
+        self.tracking_mode = tracking_mode
+        self._warmup_steps = warmup_steps  # None: the SpeedCallback's, so warm-up energy and time cover the same steps
+        self.warmup_steps = 5 if warmup_steps is None else int(warmup_steps)
         self.country, self.measure_power_secs, self.tolerance = country_iso_code, measure_power_secs, tolerance
         self.output_dir, self.enabled = output_dir, enabled
         self.results: dict = {}
         self.cross_check: dict | None = None
-        self.train_energy_kwh = self.train_gpu_energy_kwh = None
+        self.train_energy_kwh = self.train_gpu_energy_kwh = self.warmup_energy_kwh = None
         self.total_source = "unknown"
         self._leader, self.tracker, self.nvml, self.problem = False, None, None, None
         self.phases: dict[str, dict] = {}
@@ -64,9 +78,15 @@ class EnergyCallback(PhaseCallback):
     # ---- set-up: one tracker per node, on the GPUs this job uses ----------------------------------------
     def setup(self, trainer, pl_module, stage):
         self._leader = self.enabled and self.is_leader(trainer)
+        if self._warmup_steps is None:
+            from callbacks.speed import SpeedCallback
+
+            self.warmup_steps = next((cb.warmup_steps for cb in trainer.callbacks if isinstance(cb, SpeedCallback)), 5)
         self.tracker, self.nvml, self.problem = None, None, None
         self.phases: dict[str, dict] = {}
         self.span: dict = {}
+        self.warm: dict | None = None  # the training phase's seconds and GPU counter up to the warm-up boundary
+        self.warmup_energy_kwh = None
         self.results, self.cross_check = {}, None
         if not self._leader:
             return
@@ -87,7 +107,7 @@ class EnergyCallback(PhaseCallback):
                 output_file="emissions.csv",
                 log_level="error",
                 allow_multiple_runs=True,  # we guarantee one tracker per node ourselves; no lock file to go stale
-                tracking_mode="machine",
+                tracking_mode=self.tracking_mode,
                 project_name=os.path.basename(str(out)),
             )
             if not hasattr(self.tracker, "_active_task"):  # CodeCarbon swallows its own init errors
@@ -126,6 +146,18 @@ class EnergyCallback(PhaseCallback):
         e1 = self._nvml_mj()
         acc["nvml_mj"] = None if (e1 is None or self._e0 is None or acc["nvml_mj"] is None) else acc["nvml_mj"] + e1 - self._e0
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # the warm-up boundary as SpeedCallback draws it: the batch end at which global_step reaches warmup_steps
+        if not self._leader or self.warm is not None or trainer.global_step < self.warmup_steps or self._phase != TRAIN:
+            return
+        self._sync(pl_module)
+        acc = self.phases.get(TRAIN, {"seconds": 0.0, "nvml_mj": 0.0})
+        e1 = self._nvml_mj()
+        self.warm = {
+            "seconds": acc["seconds"] + time.perf_counter() - self._t0,
+            "nvml_mj": None if (e1 is None or self._e0 is None or acc["nvml_mj"] is None) else acc["nvml_mj"] + e1 - self._e0,
+        }
+
     def close(self) -> None:
         """Stop the tracker (it writes emissions.csv into the run directory) and close the span."""
         if self.span and "t1" not in self.span:
@@ -146,6 +178,7 @@ class EnergyCallback(PhaseCallback):
             gpu_seen = any(type(h).__name__ == "GPU" for h in getattr(self.tracker, "_hardware", []) or [])
             node = {
                 "phases": self.phases,
+                "warm": self.warm,
                 "seconds": self.span.get("t1", 0) - self.span.get("t0", 0),
                 "nvml_mj": None if self.span.get("nvml0") is None or self.span.get("nvml1") is None else self.span["nvml1"] - self.span["nvml0"],
                 "gpu_in_use": self.nvml is not None,
@@ -179,7 +212,12 @@ class EnergyCallback(PhaseCallback):
                 return None
             if phase is None:
                 return cc[part]
-            ph = n["phases"].get(phase)
+            if phase == WARMUP:  # not a phase of its own: the start of the training phase
+                ph = n.get("warm")
+                if ph is None:
+                    return None  # the run never reached the end of its warm-up steps: unknown, not zero
+            else:
+                ph = n["phases"].get(phase)
             if ph is None:
                 return 0.0  # this phase did not happen
             if part == "gpu" and n["nvml_mj"] and ph["nvml_mj"] is not None:
@@ -204,6 +242,14 @@ class EnergyCallback(PhaseCallback):
             out["energy_train_kwh"] = measurement(energy([TRAIN]) if known else None, "kWh", split_src if known else unknown)
             out["energy_validation_kwh"] = measurement(energy([VALIDATION]) if known else None, "kWh", split_src if known else unknown)
             out["energy_checkpoint_kwh"] = measurement(energy([CHECKPOINT]) if known else None, "kWh", split_src if known else unknown)
+            # one-time cost: the first warmup_steps optimizer steps (compile, graph capture, warm-up), part of energy_train_kwh
+            self.warmup_energy_kwh = energy([WARMUP]) if known else None
+            reached = bool(nodes) and all(n.get("warm") is not None for n in nodes)
+            out["warmup_energy_kwh"] = measurement(
+                self.warmup_energy_kwh, "kWh",
+                (f"{split_src}; warm-up: the training phase's first {self.warmup_steps} optimizer steps, gpu by the nvml counter read at their end"
+                 if reached else f"unknown: the run had fewer than {self.warmup_steps} optimizer steps") if known else unknown,
+            )
         else:
             out["energy_inference_kwh"] = measurement(total("energy") if known else None, "kWh", total_src if known else unknown)
         gpu = total("gpu") if gpu_in_use and known else None

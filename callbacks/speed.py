@@ -36,6 +36,7 @@ class SpeedCallback(PhaseCallback):
         self._t0 = None
         self._peak_reset = False
         self.warm = None  # (training seconds, samples) when the warm-up steps ended
+        self.steady = None  # (samples, seconds) of the training steps after the warm-up, all ranks
 
     def phase_start(self, trainer, name):
         if self.on_gpu and not self._peak_reset:
@@ -84,6 +85,11 @@ class SpeedCallback(PhaseCallback):
             # warm-up: rank 0's clock (ranks step together); samples after it from every rank
             done = None not in warm and train_s > warm[0][0]
             after = f"{CLOCK}, all ranks, after the first {self.warmup_steps} optimizer steps"
+            self.steady = ((samples - sum(w[1] for w in warm)), train_s - warm[0][0]) if done else None  # (samples, s)
+            out["warmup_samples"] = measurement(
+                sum(w[1] for w in warm) if None not in warm else None, "samples",
+                f"counted: training samples of the first {self.warmup_steps} optimizer steps, all ranks" if None not in warm
+                else f"unknown: the run had fewer than {self.warmup_steps} optimizer steps")
             out.update(
                 warmup_time_s=measurement(warm[0][0] if None not in warm else None, "s",
                                           f"{CLOCK}, the first {self.warmup_steps} optimizer steps (compile and warm-up included)"),

@@ -1,8 +1,10 @@
-"""Training batch size: a number, the paper's Table 5 (`paper`), or the largest that fits one device (`auto`)."""
+"""Training batch size: a number, the paper's (`paper`: Table 5's total over the strategy's devices x accumulation),
+or the largest that fits one device (`auto`), optionally within a memory cap (`batch_size_memory_gib`)."""
 
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import torch
 
@@ -11,81 +13,155 @@ from study.errors import StudyError
 log = logging.getLogger(__name__)
 
 
-def paper_batch_size(table: dict, task: str, model_name: str, seq_len: int) -> int:
-    """Per-device batch from Table 5: the entry for the smallest tabulated length >= seq_len."""
-    rows = table.get(task, {}).get(model_name)
-    if not rows:
-        raise StudyError(f"batch_size=paper has no Table 5 entry for model={model_name} on a {task} task; give batch_size=<n> or auto")
+class PaperBatch(NamedTuple):
+    per_device: int
+    total: int  # the paper's total batch (per device x devices x accumulation) for this model, task and length
+    note: str | None  # why the run's total is not the paper's, or what the paper's A6000 could not hold
+
+
+def paper_batch_size(table: dict, task: str, model_name: str, seq_len: int, devices: int = 1, accumulate: int = 1,
+                     strategy: str | None = None) -> PaperBatch:
+    """Per-device batch from the paper's total: total / (devices x accumulation), for the smallest tabulated
+    length >= seq_len. Table 5 (`table: table5`) gives the total per task and model; Table 2 (`table: table2`,
+    led_base only) per hardware set-up, named by the strategy. When the total does not divide, the per-device batch
+    is rounded down (at least 1) and the note says what total the run gets instead."""
+    which = table.get("table", "table5")
+    if which == "table2":
+        rows = table.get("table2", {}).get(strategy or "")
+        if model_name != "led_base" or not rows:
+            raise StudyError(
+                f"batch_size=paper with paper_batch_sizes.table=table2 covers model=led_base on strategy="
+                f"{', '.join(table.get('table2', {}))}, not model={model_name} on strategy={strategy}"
+            )
+        setup = (devices, accumulate)  # Table 2's set-ups are the strategies themselves
+    elif which == "table5":
+        rows = table.get(task, {}).get(model_name)
+        if not rows:
+            raise StudyError(f"batch_size=paper has no Table 5 entry for model={model_name} on a {task} task; give batch_size=<n> or auto")
+        setup = tuple(table["paper_setup"][task][k] for k in ("devices", "accumulate_grad_batches"))
+    else:
+        raise StudyError(f"paper_batch_sizes.table={which} is not one of: table5, table2")
     lengths = sorted(int(k) for k in rows)
     fitting = [n for n in lengths if n >= seq_len]
     if not fitting:
         raise StudyError(f"batch_size=paper tabulates model={model_name} up to seq_len={lengths[-1]}, not {seq_len}; give batch_size=<n> or auto")
     total = int(rows[fitting[0]])
-    return max(1, total // int(table["per_device_divisor"][task]))
+    share = int(devices) * int(accumulate)
+    per_device = max(1, total // share)
+    notes = []
+    if per_device * share != total:
+        notes.append(f"the paper's total batch {total} cannot be met with {devices} device(s) x accumulation {accumulate}: "
+                     f"per-device {per_device} gives {per_device * share}")
+    fit = max(1, total // (int(setup[0]) * int(setup[1])))  # what one 48 GB A6000 held in the paper's set-up
+    if per_device > fit:
+        notes.append(f"per-device {per_device} is more than the {fit} that fit the paper's 48 GB A6000 "
+                     f"({setup[0]} device(s) x accumulation {setup[1]}); raise devices or accumulate_grad_batches to keep its memory")
+    note = "; ".join(notes) or None
+    if note:
+        log.warning("batch_size=paper: %s", note)
+    return PaperBatch(per_device, total, note)
 
 
-def _fits(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> bool:
-    """One forward, backward and AdamW step at full length: the memory a training step really needs."""
+def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> float | None:
+    """One forward, backward and AdamW step at full length: the memory a training step really needs.
+    Returns torch's peak reserved memory in GiB (weights, gradients, optimizer state and activations), or None
+    when the step ran out of memory."""
     vocab = model.config.vocab_size
-    if model.config.is_encoder_decoder:
-        ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len), device=device)
-        labels = torch.randint(5, min(vocab, 1000), (batch_size, target_len), device=device)
-    else:  # a decoder-only LM reads prompt and answer as one sequence (data/causal.py)
-        ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len + target_len), device=device)
-        labels = ids
-    kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-    if global_first:
-        g = torch.zeros_like(ids)
-        g[:, 0] = 1
-        kwargs["global_attention_mask"] = g
-    opt = torch.optim.AdamW(model.parameters(), lr=0.0)
+    opt = None
     try:
+        torch.cuda.reset_peak_memory_stats(device)
+        if model.config.is_encoder_decoder:
+            ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len), device=device)
+            labels = torch.randint(5, min(vocab, 1000), (batch_size, target_len), device=device)
+        else:  # a decoder-only LM reads prompt and answer as one sequence (data/causal.py)
+            ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len + target_len), device=device)
+            labels = ids
+        kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+        if global_first:
+            g = torch.zeros_like(ids)
+            g[:, 0] = 1
+            kwargs["global_attention_mask"] = g
+        opt = torch.optim.AdamW(model.parameters(), lr=0.0)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
             loss = model(**kwargs).loss
         loss.backward()
         opt.step()
-        return True
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_reserved(device) / 2**30
     except torch.OutOfMemoryError:
-        return False
+        return None
     finally:
-        opt.zero_grad(set_to_none=True)
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
         del opt
         model.zero_grad(set_to_none=True)
         torch.cuda.empty_cache()
 
 
-def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, global_first: bool, limit: int = 1024) -> int:
-    """Largest batch whose full-length training step fits on the current GPU: doubling, then bisection."""
+def check_memory_cap(memory_gib) -> float | None:
+    """batch_size_memory_gib: null (the whole card) or a positive number of GiB."""
+    if memory_gib is None:
+        return None
+    try:
+        cap = float(memory_gib)
+    except (TypeError, ValueError):
+        cap = 0.0
+    if not cap > 0:
+        raise StudyError(f"batch_size_memory_gib={memory_gib} must be a positive number of GiB (48 emulates the paper's A6000) or null (the whole card)")
+    return cap
+
+
+def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, global_first: bool, limit: int = 1024,
+                        memory_gib: float | None = None) -> int:
+    """Largest batch whose full-length training step fits on the current GPU, and within memory_gib when given
+    (a smaller card emulated on a larger one: the paper's 48 GB A6000 on an 80 or 141 GB card): doubling, then bisection."""
     if not torch.cuda.is_available():
         raise StudyError("batch_size=auto searches GPU memory and no GPU is visible; give batch_size=<n>")
     device = torch.device("cuda", torch.cuda.current_device())
+    cap = check_memory_cap(memory_gib)
+    card = torch.cuda.get_device_properties(device).total_memory / 2**30
+    if cap is not None and cap >= card:
+        log.warning("batch_size_memory_gib=%g is not below this GPU's %.1f GiB: the cap changes nothing", cap, card)
     model.to(device).train()
+
+    def fits(size: int) -> bool:
+        peak = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first)
+        return peak is not None and (cap is None or peak <= cap)
+
     good, bad = 0, None
     size = 1
-    while size <= limit and _fits(model, size, seq_len, target_len, device, precision, global_first):
+    while size <= limit and fits(size):
         good, size = size, size * 2
     bad = size if size <= limit else None
     while bad is not None and bad - good > 1:
         mid = (good + bad) // 2
-        good, bad = (mid, bad) if _fits(model, mid, seq_len, target_len, device, precision, global_first) else (good, mid)
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
     if good == 0:
-        raise StudyError(f"batch_size=auto: not even one sample of seq_len={seq_len} fits on this GPU")
+        within = f" within batch_size_memory_gib={cap:g}" if cap is not None else ""
+        raise StudyError(f"batch_size=auto: not even one sample of seq_len={seq_len} fits on this GPU{within}")
     model.to("cpu")
     torch.cuda.empty_cache()
-    log.info("batch_size=auto: %d fits at seq_len=%d", good, seq_len)
+    log.info("batch_size=auto: %d fits at seq_len=%d%s", good, seq_len, f" within {cap:g} GiB" if cap is not None else "")
     return good
 
 
-def resolve_batch_size(value, table: dict, task: str, spec, seq_len: int, model=None, target_len: int = 128, precision: str = "32-true") -> tuple[int, str]:
-    """(per-device batch size, how it was chosen)."""
+def resolve_batch_size(value, table: dict, task: str, spec, seq_len: int, model=None, target_len: int = 128, precision: str = "32-true",
+                       devices: int = 1, accumulate: int = 1, strategy: str | None = None, memory_gib=None) -> tuple[int, str, dict]:
+    """(per-device batch size, how it was chosen, what to record beside it).
+
+    devices: data-parallel devices over all nodes; accumulate: gradient accumulation steps (batch_size=paper divides
+    the paper's total by their product). memory_gib: batch_size=auto's memory cap."""
+    cap = check_memory_cap(memory_gib)
     if value == "paper":
-        return paper_batch_size(table, task, spec.name, seq_len), "paper"
+        paper = paper_batch_size(table, task, spec.name, seq_len, devices, accumulate, strategy)
+        return paper.per_device, "paper", {"paper_total_batch_size": paper.total, "paper_batch_note": paper.note}
     if value == "auto":
-        return find_max_batch_size(model, seq_len, target_len, precision, spec.global_attention_on_first_token), "auto"
+        n = find_max_batch_size(model, seq_len, target_len, precision, spec.global_attention_on_first_token, memory_gib=cap)
+        return n, "auto", {"batch_size_memory_gib": cap}
     try:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
     if n <= 0 or str(n) != str(value).strip():
         raise StudyError(f"batch_size={value} must be a positive whole number, paper or auto")
-    return n, "given"
+    return n, "given", {}

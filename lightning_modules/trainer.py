@@ -36,7 +36,9 @@ def strategy(cfg: DictConfig):
 def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None = None):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    from study.run import build  # our own errors (a bad callback setting) stay one line
+
+    callbacks = [build(c) for c in cfg.callbacks.values() if c is not None]
     callbacks += [ValidateOnLastStep(), *(extra_callbacks or [])]
     if cfg.strategy.backend == "ddp_spawn":
         from study.ddp import LeaveTogether

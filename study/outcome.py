@@ -14,7 +14,7 @@ from pathlib import Path
 from pytorch_lightning import Callback
 
 from callbacks import collect_costs
-from study import record
+from study import provenance, record
 
 log = logging.getLogger("study")
 SCORES = ("rouge1", "rouge2", "rougeL", "rgm", "f1")
@@ -71,5 +71,6 @@ class RecordOutcome(Callback):
         record.update(
             self.run_dir, **self.identity, metric=pl_module.metric, world_size=trainer.world_size,
             precision=str(trainer.precision), **scores, costs=costs, **extra,
+            provenance=provenance.for_trainer(trainer),
         )
         log.info("%s: %s", self.identity.get("model", "model"), json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}))

@@ -47,6 +47,12 @@ COSTS = {
     "train_samples_per_s": "samples/s",  # training samples over train_time_excl_validation_s, all ranks
     "warmup_time_s": "s",  # the first few optimizer steps (compile and warm-up), part of the training time
     "steady_train_samples_per_s": "samples/s",  # training samples/s over the steps after the warm-up steps
+    # one-time and steady-state energy (callbacks/energy.py, callbacks/steady.py): warm-up + steady = energy_train_kwh
+    "warmup_energy_kwh": "kWh",  # the first warmup_steps optimizer steps (compile, graph capture, warm-up)
+    "warmup_samples": "samples",  # training samples of those steps, all ranks
+    "steady_joules_per_sample": "J/sample",  # training energy after the warm-up per training sample after it
+    "steady_avg_power_w": "W",  # training energy after the warm-up over the training time after it
+    "steady_power_efficiency": "samples/s/W",  # steady_train_samples_per_s over steady_avg_power_w
     "train_tokens_per_s": "tokens/s",  # input tokens (padded to seq_len) over the same time
     "power_efficiency": "samples/s/W",  # the paper's metric: train_samples_per_s over avg_power_w
     "gpu_power_efficiency": "samples/s/W",  # over avg_gpu_power_w: the paper's wandb figure counted GPU power only

@@ -60,6 +60,8 @@ def test_infer_evaluates_the_best_checkpoint_and_its_predictions_rescore_identic
     rec = json.loads((run / "infer" / "metrics.json").read_text())
     assert rec["status"] == "ok" and rec["kind"] == "infer" and rec["eval_batch_size"] == 16
     assert rec["n_scored"] == 8 and rec["costs"]["inference_samples_per_s"]["value"] > 0
+    p = rec["provenance"]  # infer runs record their hardware and versions too (tests/study/test_provenance.py)
+    assert p["gpu_count"] == 0 and p["cpu_model"] and all(p["versions"][k] for k in ("torch", "transformers", "pytorch_lightning", "codecarbon"))
     predictions = [json.loads(line) for line in (run / "infer" / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 8 and {"id", "prediction"} <= set(predictions[0])
     # the same predictions scored with no model, through the scoring mode

@@ -158,3 +158,107 @@ def test_inference_phase_for_validate_only_runs(tmp_path):
     costs, _ = collect_costs(trainer)
     assert costs["inference_samples_per_s"]["value"] == pytest.approx(4 / costs["inference_time_s"]["value"])
     assert costs["energy_inference_kwh"]["value"] > 0 and "energy_kwh" not in costs
+
+
+# ---- one-time and steady-state energy (callbacks/steady.py) ------------------------------------------------
+def test_warm_up_energy_and_steady_rates_add_up_to_the_training_energy(fitted):
+    _, _, c = fitted
+    warm, train = c["warmup_energy_kwh"]["value"], c["energy_train_kwh"]["value"]
+    assert c["warmup_samples"]["value"] == 4  # 2 warm-up steps of 2 samples
+    steady_samples = 12 - c["warmup_samples"]["value"]
+    assert 0 < warm < train
+    # warm-up + steady J/sample x steady samples = the measured training energy (which stays as measured)
+    assert warm * KWH + c["steady_joules_per_sample"]["value"] * steady_samples == pytest.approx(train * KWH, rel=1e-9)
+    steady_s = c["train_time_excl_validation_s"]["value"] - c["warmup_time_s"]["value"]
+    assert c["steady_avg_power_w"]["value"] == pytest.approx((train - warm) * KWH / steady_s, rel=0.05)
+    assert c["steady_power_efficiency"]["value"] == pytest.approx(
+        c["steady_train_samples_per_s"]["value"] / c["steady_avg_power_w"]["value"], rel=0.05)
+    # CPU/RAM are split by time: the compile-like first step makes the warm-up's share of energy its share of time
+    assert warm / train == pytest.approx(c["warmup_time_s"]["value"] / c["train_time_excl_validation_s"]["value"], rel=0.05)
+    assert c["steady_joules_per_sample"]["value"] < c["joules_per_sample"]["value"]  # the one-time cost is out
+    assert "warm-up" in c["warmup_energy_kwh"]["source"] and c["steady_joules_per_sample"]["source"].startswith("derived")
+
+
+def test_too_few_steps_for_a_steady_rate_is_null_with_the_reason(tmp_path):
+    trainer, _ = _fit(tmp_path, [EnergyCallback(measure_power_secs=1, output_dir=str(tmp_path)), SpeedCallback(warmup_steps=5)],
+                      steps=3, val_every=3)
+    c, _ = collect_costs(trainer)
+    for name in ("warmup_energy_kwh", "warmup_samples", "steady_joules_per_sample", "steady_avg_power_w", "steady_power_efficiency"):
+        assert c[name]["value"] is None and c[name]["source"].startswith("unknown"), name
+    assert "fewer than 5 optimizer steps" in c["steady_joules_per_sample"]["source"]
+    assert c["energy_train_kwh"]["value"] > 0  # the measured total is still there
+    # exactly warmup_steps steps: the warm-up is known, there is no steady part
+    trainer, _ = _fit(tmp_path / "b", [EnergyCallback(measure_power_secs=1, output_dir=str(tmp_path / "b"), warmup_steps=3), SpeedCallback(warmup_steps=3)],
+                      steps=3, val_every=3)
+    c, _ = collect_costs(trainer)
+    assert c["warmup_energy_kwh"]["value"] == pytest.approx(c["energy_train_kwh"]["value"], rel=0.05)
+    assert c["steady_joules_per_sample"]["value"] is None and "no optimizer steps after the first 3" in c["steady_joules_per_sample"]["source"]
+
+
+# ---- CPU attribution -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["machine", "process"])
+def test_tracking_mode_reaches_codecarbon(tmp_path, monkeypatch, mode):
+    import codecarbon
+
+    seen = {}
+    real = codecarbon.OfflineEmissionsTracker
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", spy)
+    trainer, _ = _fit(tmp_path, [EnergyCallback(measure_power_secs=1, output_dir=str(tmp_path), tracking_mode=mode), SpeedCallback(warmup_steps=2),
+                                 UtilizationCallback(interval_s=0.1)], steps=3, val_every=3)
+    assert seen["tracking_mode"] == mode
+    energy = next(cb for cb in trainer.callbacks if isinstance(cb, EnergyCallback))
+    assert energy.span["codecarbon"].tracking_mode == mode  # CodeCarbon's own record of it
+    _, extra = collect_costs(trainer)
+    a = extra["cpu_attribution"]
+    assert a["tracking_mode"] == mode and set(a) == {"tracking_mode", "process_cpu_pct", "machine_cpu_pct", "contended"}
+    assert 0 <= a["process_cpu_pct"] <= 100 and 0 <= a["machine_cpu_pct"] <= 100 and isinstance(a["contended"], bool)
+
+
+def test_a_bad_tracking_mode_is_refused():
+    from study.errors import StudyError
+
+    with pytest.raises(StudyError, match="callbacks.energy.tracking_mode=node is not one of: machine, process"):
+        EnergyCallback(tracking_mode="node")
+
+
+def test_contention_is_other_processes_share_of_the_machine(monkeypatch):
+    """psutil mocked: a 4-core machine at 75% while this run's process (and its worker child) use 1.5 cores."""
+    import os
+
+    import psutil
+
+    from callbacks.utilization import cpu_share
+
+    class Proc:
+        def __init__(self, pid, pct, kids=()):
+            self.pid, self.pct, self.kids = pid, pct, kids
+
+        def cpu_percent(self, interval):
+            return self.pct  # percent of one core, as psutil counts a process
+
+        def children(self, recursive=False):
+            return list(self.kids)
+
+    class Gone(Proc):
+        def cpu_percent(self, interval):
+            raise psutil.NoSuchProcess(self.pid)
+
+    me = Proc(os.getpid(), 100.0, kids=[Proc(999_001, 50.0), Gone(999_002, 0.0)])
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 75.0)
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 4)
+    monkeypatch.setattr(psutil, "Process", lambda *a: me)
+    cb = UtilizationCallback(contention_threshold_pct=10)
+    cb._procs = {}
+    machine, ours = cb._sample_cpu()
+    assert (machine, ours) == (75.0, 150.0 / 4)  # a process's percent is of one core; the machine's of all four
+    assert 999_002 not in cb._procs  # an ended child is dropped, not an error
+    share = cpu_share([machine] * 3, [ours] * 3, threshold_pct=10)
+    assert share == {"process_cpu_pct": 37.5, "machine_cpu_pct": 75.0, "contended": True}  # others: 37.5 points
+    assert cpu_share([40.0, 44.0], [35.0, 37.0], 10)["contended"] is False  # others: 6 points
+    assert cpu_share([40.0, 44.0], [35.0, 37.0], 5)["contended"] is True
+    assert cpu_share([], [], 10) == {"process_cpu_pct": None, "machine_cpu_pct": None, "contended": None}  # unknown, not "no"
