@@ -55,7 +55,7 @@ def checkpoint_file(v) -> bool:
 
 POSITIVE = (whole_at_least(1), "a positive whole number")
 RULES = {  # key: (rule, what is allowed); checked in this order, so a source key comes before what copies it
-    "trainer.precision": (precision, "one of: " + ", ".join(str(p) for p in _precisions())),
+    "trainer.precision": (precision, "one of: " + ", ".join(dict.fromkeys(str(p) for p in _precisions()))),
     "trainer.max_steps": (whole_at_least(-1), "a whole number >= -1 (-1: no limit)"),
     "trainer.max_epochs": (lambda v: v is None or whole_at_least(-1)(v), "a whole number >= -1 (-1: no limit) or null"),
     "trainer.devices": (devices, "a positive whole number, -1 (all), auto or a list of device indices"),

@@ -2,7 +2,8 @@
 
 infer.py records the file's path, size, modification time and SHA-256 in infer/metrics.json. A later pass over a
 sweep re-evaluates a run whose checkpoint changed since (retrained, resumed). Size and modification time decide
-cheaply; only when they differ is the file hashed again, so a checkpoint merely touched or copied is not re-scored.
+cheaply; only when they differ is the file hashed again, so a checkpoint merely touched, copied or moved is not
+re-scored.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ def fingerprint(path: str | Path) -> dict:
 
 
 def changed(rec: dict, path: str | Path) -> bool:
-    """Whether the checkpoint at `path` differs from the one an evaluation record scored. A record that does not
-    say which checkpoint it scored (written before this was recorded) counts as changed: it cannot be vouched for."""
+    """Whether the checkpoint at `path` holds other bytes than the one an evaluation record scored. A record that
+    does not say (written before this was recorded) counts as changed: it cannot be vouched for. The same file with
+    the same size and modification time is taken as unchanged; otherwise (touched, copied, the sweep moved) the hash decides."""
     path = Path(path).resolve()
-    if rec.get("checkpoint_file") != str(path) or not rec.get("checkpoint_sha256"):
+    if not rec.get("checkpoint_sha256"):
         return True
     st = path.stat()
-    if rec.get("checkpoint_size") == st.st_size and rec.get("checkpoint_mtime_ns") == st.st_mtime_ns:
+    if rec.get("checkpoint_size") != st.st_size:
+        return True
+    if rec.get("checkpoint_file") == str(path) and rec.get("checkpoint_mtime_ns") == st.st_mtime_ns:
         return False
-    return rec.get("checkpoint_size") != st.st_size or sha256(path) != rec["checkpoint_sha256"]
+    return sha256(path) != rec["checkpoint_sha256"]
