@@ -83,11 +83,16 @@ def test_an_existing_checkpoint_file_passes(tmp_path):
     check(composed("train", f"ckpt_path={ckpt}"))
 
 
-def test_every_shipped_experiment_passes():
-    for experiment in sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")):
-        register_resolvers()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            check(compose(config_name="train", overrides=[f"experiment={experiment}"]))
+def test_every_shipped_experiment_strategy_and_data_passes():
+    def options(group):
+        return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for group in ("experiment", "strategy", "data"):  # the groups that set checked keys
+            for option in options(group):
+                check(compose(config_name="train", overrides=[f"{group}={option}"]))
+        check(compose(config_name="infer", overrides=["strategy=ddp_8gpu"]))
 
 
 def test_origin_follows_an_interpolation_to_the_key_the_user_sets():
