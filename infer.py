@@ -22,9 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from data.scrolls import group_references, load_rows, parse_jsonl
 from lightning_modules.metrics import TASK_METRIC, score
-from lightning_modules.models import count_parameters, load_trained
+from lightning_modules.models import checkpoint_path, count_parameters, load_trained
 from lightning_modules.trainer import strategy as lightning_strategy
-from study import ddp, record
+from study import checks, ddp, record
+from study.fingerprint import changed, fingerprint
 from study.outcome import RecordOutcome
 from study.errors import StudyError
 from study.run import build, exit_unless_multirun, finished, guarded, register_resolvers, run_job
@@ -35,27 +36,46 @@ log = logging.getLogger("study")
 
 # ---- scoring a predictions file ------------------------------------------------------------------------------
 def score_predictions(cfg: DictConfig, out_dir: Path) -> None:
+    """As strict as the official SCROLLS scorer: one string prediction for every id that has references, no other ids."""
     path = Path(cfg.predictions).expanduser()
     if not path.exists():
         raise StudyError(f"predictions={cfg.predictions} does not exist")
-    with open(path, encoding="utf-8") as f:
-        rows = parse_jsonl(f, str(path), required=("id", "prediction"))
-    predictions = {str(r["id"]): str(r["prediction"]) for r in rows}
+    with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is named
+        rows = parse_jsonl(f, str(path), required=("id", "prediction"), strings=("prediction",))
+    if not rows:
+        raise StudyError(f"predictions={cfg.predictions} is empty; it needs one {{id, prediction}} row per validation id")
+    predictions = {}
+    for r in rows:
+        if str(r["id"]) in predictions:
+            raise StudyError(f"predictions={cfg.predictions} names id '{r['id']}' more than once")
+        predictions[str(r["id"])] = r["prediction"]
     references = {
         i: e["references"]
         for i, e in group_references(
             load_rows(cfg.data.source, cfg.data.name, cfg.data.task, "validation", cfg.data.path, cfg.data.hub_url, cfg.data.synthetic, cfg.data.cache_dir)
         ).items()
+        if e["references"]
     }
-    unknown = sorted(set(predictions) - set(references))
-    if unknown:
-        raise StudyError(f"predictions={cfg.predictions} has {len(unknown)} ids not in the validation split, e.g. '{unknown[0]}'")
+    missing, unknown = sorted(set(references) - set(predictions)), sorted(set(predictions) - set(references))
+    if missing or unknown:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} of its {len(references)} reference ids have no prediction ({_some(missing)})")
+        if unknown:
+            problems.append(f"{len(unknown)} predicted ids have no reference ({_some(unknown)})")
+        raise StudyError(
+            f"predictions={cfg.predictions} does not match the validation split of data={cfg.data.name}: {' and '.join(problems)}"
+        )
     scores = score(cfg.data.task, predictions, references)
     record.update(
         out_dir, kind="score", data=cfg.data.name, task=cfg.data.task, metric=TASK_METRIC[cfg.data.task],
-        predictions_file=str(path.resolve()), n_scored=len(references), n_missing=len(set(references) - set(predictions)), **scores,
+        predictions_file=str(path.resolve()), n_scored=len(references), **scores,
     )
     print(json.dumps({k: round(v, 4) for k, v in scores.items()}))
+
+
+def _some(ids: list[str], n: int = 3) -> str:
+    return "e.g. " + ", ".join(f"'{i}'" for i in ids[:n]) + (", ..." if len(ids) > n else "")
 
 
 # ---- generating and scoring ----------------------------------------------------------------------------------
@@ -104,48 +124,91 @@ def evaluate_run(cfg: DictConfig, run: Path, out_dir: Path) -> None:
     elif not _given("trainer.precision"):  # the run's own precision (trainer.precision, its one key)
         cfg.trainer.precision = train_cfg.trainer.precision
     spec = build(train_cfg.model)
-    model, tokenizer = load_trained(spec, run, cfg.checkpoint)
+    scored = fingerprint(checkpoint_path(run, cfg.checkpoint))  # before loading: a file rewritten meanwhile reads as changed
+    model, tokenizer = load_trained(spec, run, scored["checkpoint_file"])
     identity = dict(
         model=spec.name, family=spec.family, parameters=count_parameters(model), attn_impl=spec.attn_impl,
-        pretrained=spec.pretrained, train_run=str(run.resolve()), checkpoint=cfg.checkpoint,
+        pretrained=spec.pretrained, train_run=str(run.resolve()), checkpoint=cfg.checkpoint, **scored,
     )
     evaluate(cfg, out_dir, spec, model, tokenizer, int(train_cfg.seq_len), train_cfg.data, train_cfg.module.generation, identity)
 
 
-def train_runs(directory: Path) -> list[Path]:
-    """The train runs at or under a directory that finished (status ok)."""
+def train_runs(directory: Path, allow_unfinished: bool = False) -> list[Path]:
+    """The train runs at or under a directory that finished (status ok), or every train run with allow_unfinished."""
     if (directory / record.FILENAME).exists():
         return [directory]
-    runs = []
+    runs, unfinished = [], 0
     for path in sorted(directory.rglob(record.FILENAME)):
         try:
             rec = record.read(path.parent)
         except (OSError, ValueError):
             continue
-        if rec["kind"] == "train" and rec["status"] == "ok":
+        if rec["kind"] == "train" and (rec["status"] == "ok" or allow_unfinished):
             runs.append(path.parent)
+        elif rec["kind"] == "train":
+            unfinished += 1
+    if unfinished:
+        log.info("skip: %d train runs under %s are not ok (allow_unfinished=true evaluates them)", unfinished, directory)
     return runs
 
 
+def check_run_dir(run_dir: str, allow_unfinished: bool) -> Path:
+    """An existing directory; a single train run in it must have finished (status ok) unless allow_unfinished."""
+    directory = Path(run_dir).expanduser()
+    if not directory.is_dir():
+        raise StudyError(f"run_dir={run_dir} is not a directory")
+    if (directory / record.FILENAME).exists() and not allow_unfinished:
+        try:
+            rec = record.read(directory)
+        except (OSError, ValueError) as e:
+            raise StudyError(f"run_dir={run_dir}: its {record.FILENAME} cannot be read ({e})") from None
+        if rec["status"] != "ok":
+            raise StudyError(
+                f"run_dir={run_dir} is a run with status '{rec['status']}', not ok; allow_unfinished=true evaluates its checkpoint anyway"
+            )
+    return directory
+
+
+def preflight(argv: list[str]) -> None:
+    """The run_dir checks, before Hydra runs: Hydra creates <run_dir>/infer (and .hydra/ in it) before infer() is
+    called, so a run_dir that does not exist would be created, and a refused run would get an infer/ directory."""
+    if "-m" in argv or "--multirun" in argv:
+        return  # a multirun writes into its own sweep directory
+    given = dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a and not a.startswith(("~", "-")))
+    value = given.get("run_dir", "").strip("'\"")
+    if value in ("", "null"):
+        return
+    try:
+        check_run_dir(value, given.get("allow_unfinished", "false").lower() == "true")
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def infer(cfg: DictConfig, out_dir: Path) -> None:
+    checks.check(cfg)  # every bad value is one line naming its key, before anything is built
     if cfg.predictions:
         return score_predictions(cfg, out_dir)
     if cfg.run_dir:
-        directory = Path(cfg.run_dir).expanduser()
-        if not directory.is_dir():
-            raise StudyError(f"run_dir={cfg.run_dir} is not a directory")
-        runs = train_runs(directory)
+        directory = check_run_dir(cfg.run_dir, cfg.allow_unfinished)
+        runs = train_runs(directory, cfg.allow_unfinished)
         if not runs:
-            raise StudyError(f"run_dir={cfg.run_dir} holds no finished train run")
+            raise StudyError(f"run_dir={cfg.run_dir} holds no finished train run (allow_unfinished=true takes unfinished ones too)")
         if runs == [directory]:
             return evaluate_run(cfg, directory, out_dir)
         failures = 0
         for run in runs:  # a multirun directory: each run evaluated into its own <run>/infer, failures contained
             target = run / "infer"
+            if not finished(run) and not _checkpoint(run, cfg.checkpoint):
+                log.info("skip: %s is not ok and has no %s checkpoint", run, cfg.checkpoint)
+                continue
             if finished(target):
-                if not cfg.overwrite:  # never put a finished evaluation at risk by accident
+                stale = _stale(target, run, cfg.checkpoint)
+                if not cfg.overwrite and not stale:  # never put a finished evaluation at risk by accident
                     log.info("skip: %s already holds a finished evaluation (overwrite=true re-evaluates)", target)
                     continue
+                if stale:
+                    log.info("re-evaluate: %s scored another checkpoint than %s's %s checkpoint now", target, run, cfg.checkpoint)
                 (target / record.FILENAME).unlink()  # asked to redo: no stale figures under the new status
             target.mkdir(exist_ok=True)
             failures += guarded(target, "infer", lambda d, run=run: evaluate_run(cfg, run, d)) != 0
@@ -160,6 +223,20 @@ def infer(cfg: DictConfig, out_dir: Path) -> None:
     evaluate(cfg, out_dir, spec, model, tokenizer, seq_len, cfg.data, cfg.generation, identity)
 
 
+def _checkpoint(run: Path, checkpoint: str) -> Path | None:
+    try:
+        return checkpoint_path(run, checkpoint)
+    except StudyError:
+        return None
+
+
+def _stale(evaluation: Path, run: Path, checkpoint: str) -> bool:
+    """A finished evaluation that scored another checkpoint file than the run's current one. One whose checkpoint
+    has since gone stays true of what it scored, and cannot be redone anyway."""
+    ckpt = _checkpoint(run, checkpoint)
+    return ckpt is not None and changed(record.read(evaluation), ckpt)
+
+
 @hydra.main(config_path="conf", config_name="infer", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     sweep = cfg.run_dir and not (Path(cfg.run_dir) / record.FILENAME).exists() and not cfg.predictions
@@ -172,5 +249,6 @@ if __name__ == "__main__":
     from study.run import main_guard
 
     main_guard(sys.argv[1:])
+    preflight(sys.argv[1:])
     register_resolvers()
     main()

@@ -20,12 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_modules.batch_size import resolve_batch_size
 from lightning_modules.models import count_parameters, save_architecture
 from lightning_modules.trainer import build_trainer
-from study import ddp, provenance, record
+from study import checks, ddp, provenance, record
 from study.outcome import RecordOutcome
 from study.run import build, exit_unless_multirun, is_rank_zero, register_resolvers, run_job
 
 
 def train(cfg: DictConfig, run_dir) -> str:
+    checks.check(cfg)  # every bad value is one line naming its key, before anything is built
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     # the model, at the input length under study

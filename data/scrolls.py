@@ -6,7 +6,6 @@ Every source yields the same thing: per split, a list of {id, pid, input, output
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import zipfile
@@ -18,12 +17,24 @@ SPLITS = ("train", "validation", "test")
 SCROLLS_URL = "https://huggingface.co/datasets/tau/scrolls/resolve/main/{task}.zip"
 
 
-def parse_jsonl(lines, origin: str, required: tuple[str, ...] = ("id", "input")) -> list[dict]:
-    """Rows of a jsonl file (SCROLLS rows by default); a malformed line is an error naming the file and the line."""
+def _json_type(value) -> str:
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def parse_jsonl(
+    lines, origin: str, required: tuple[str, ...] = ("id", "input"), strings: tuple[str, ...] = ("input", "output"),
+    nullable: tuple[str, ...] = (),
+) -> list[dict]:
+    """Rows of a jsonl file (SCROLLS rows by default); a malformed line is an error naming the file and the line.
+    Give the lines as bytes (a file opened "rb"): bytes that are not UTF-8 are then named by line too. A field in
+    `strings` that a row has must be a string (or null, where `nullable` names it: a test split's outputs)."""
     rows = []
     for number, line in enumerate(lines, start=1):
         if isinstance(line, bytes):
-            line = line.decode("utf-8")
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise StudyError(f"{origin} line {number}: not UTF-8 text (byte {line[e.start]:#04x} at column {e.start + 1})") from None
         if not line.strip():
             continue
         try:
@@ -32,12 +43,16 @@ def parse_jsonl(lines, origin: str, required: tuple[str, ...] = ("id", "input"))
             raise StudyError(f"{origin} line {number}: not valid JSON ({e.msg})") from None
         if not isinstance(row, dict) or any(k not in row for k in required):
             raise StudyError(f"{origin} line {number}: a row needs {', '.join(repr(k) for k in required)}")
+        for k in strings:
+            if k in row and not isinstance(row[k], str) and not (row[k] is None and k in nullable):
+                raise StudyError(f"{origin} line {number}: '{k}' must be a string, not {_json_type(row[k])}")
         rows.append(row)
     return rows
 
 
 def read_local(path: str | os.PathLike, split: str, task: str | None = None) -> list[dict]:
     """One split from a folder of {split}.jsonl or from a SCROLLS zip (members <task>/{split}.jsonl or {split}.jsonl)."""
+    nullable = ("output",) if split == "test" else ()  # SCROLLS' test rows have no reference
     p = Path(path).expanduser()
     if not p.exists():
         raise StudyError(f"data.path={path} does not exist; give a SCROLLS zip or a folder of train/validation/test.jsonl")
@@ -45,8 +60,8 @@ def read_local(path: str | os.PathLike, split: str, task: str | None = None) -> 
         f = p / f"{split}.jsonl"
         if not f.exists():
             raise StudyError(f"data.path={path} has no {split}.jsonl")
-        with open(f, encoding="utf-8") as fh:
-            return parse_jsonl(fh, str(f))
+        with open(f, "rb") as fh:  # bytes: parse_jsonl names a line that is not UTF-8
+            return parse_jsonl(fh, str(f), nullable=nullable)
     if zipfile.is_zipfile(p):
         # Read the member directly: datasets refuses local zip:// paths when HF_DATASETS_OFFLINE is set.
         with zipfile.ZipFile(p) as z:
@@ -56,7 +71,7 @@ def read_local(path: str | os.PathLike, split: str, task: str | None = None) -> 
             if not names:
                 raise StudyError(f"data.path={path} holds no {split}.jsonl")
             with z.open(names[0]) as fh:
-                return parse_jsonl(io.TextIOWrapper(fh, encoding="utf-8"), f"{p}:{names[0]}")
+                return parse_jsonl(fh, f"{p}:{names[0]}", nullable=nullable)
     raise StudyError(f"data.path={path} is neither a folder nor a zip file")
 
 

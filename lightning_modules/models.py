@@ -169,6 +169,18 @@ def save_architecture(model, tokenizer, run_dir) -> None:
     tokenizer.save_pretrained(out)
 
 
+def checkpoint_path(run_dir, checkpoint: str):
+    """The file `checkpoint=` names: best or last (the run's checkpoints/<name>.ckpt), or a path."""
+    from pathlib import Path
+
+    ckpt = Path(checkpoint)
+    if not ckpt.is_absolute():
+        ckpt = Path(run_dir) / "checkpoints" / f"{checkpoint}.ckpt"
+    if not ckpt.exists():
+        raise StudyError(f"checkpoint {ckpt} does not exist; choose checkpoint=best, last or a .ckpt path")
+    return ckpt
+
+
 def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
     """(model, tokenizer) of a train run: its saved architecture with the weights of its checkpoint."""
     from pathlib import Path
@@ -178,11 +190,7 @@ def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
     arch_dir = Path(run_dir) / ARCHITECTURE_DIR
     if not arch_dir.exists():
         raise StudyError(f"run_dir={run_dir} has no {ARCHITECTURE_DIR}/ (is it a train run directory?)")
-    ckpt = Path(checkpoint)
-    if not ckpt.is_absolute():
-        ckpt = Path(run_dir) / "checkpoints" / f"{checkpoint}.ckpt"
-    if not ckpt.exists():
-        raise StudyError(f"checkpoint {ckpt} does not exist; choose checkpoint=best, last or a .ckpt path")
+    ckpt = checkpoint_path(run_dir, checkpoint)
     config_cls, model_cls = _classes(spec.family)
     model = model_cls(config_cls.from_pretrained(arch_dir))
     model.generation_config = GenerationConfig.from_pretrained(arch_dir)

@@ -141,6 +141,11 @@ def test_unknown_model_lists_the_choices_and_writes_nothing(tmp_path, cache_dir)
         (["seq_len=-1"], ["seq_len=-1 must be a positive"]),
         (["data=gov_report", "data.path=/nonexistent/gov_report.zip"], ["data.path=/nonexistent/gov_report.zip does not exist"]),
         (["batch_size=big"], ["batch_size=big must be a positive whole number, paper or auto"]),
+        # the config checks (study/checks.py; every key is covered in tests/study/test_checks.py)
+        (["trainer.max_steps=abc"], ["trainer.max_steps=abc must be a whole number >= -1"]),
+        (["strategy.devices=0"], ["strategy.devices=0 must be a positive whole number, -1 (all), auto"]),
+        (["module.lr=0"], ["module.lr=0 must be a positive number"]),
+        (["ckpt_path=/nonexistent/last.ckpt"], ["ckpt_path=/nonexistent/last.ckpt must be null, last, or the path of an existing"]),
     ],
 )
 def test_bad_input_is_one_line_and_marks_only_its_own_run(overrides, fragments, trained, tmp_path, cache_dir):
@@ -160,6 +165,23 @@ def test_malformed_jsonl_names_file_and_line(tmp_path, cache_dir):
     shutil.copy(folder / "train.jsonl", folder / "validation.jsonl")
     proc = run_cli("train.py", *SMOKE, "data=gov_report", f"data.path={folder}", out=tmp_path, cache=cache_dir, check=False)
     _one_line_error(proc, "train.jsonl line 3: not valid JSON")
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b'{"id": "2", "pid": "2", "input": "caf\xe9", "output": "red"}\n', "train.jsonl line 3: not UTF-8 text (byte 0xe9 at column 38)"),
+        (b'{"id": "2", "pid": "2", "input": "the report", "output": 7}\n', "train.jsonl line 3: 'output' must be a string, not a number"),
+    ],
+)
+def test_bad_data_names_file_and_line(content, fragment, tmp_path, cache_dir):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    good = json.dumps({"id": "1", "pid": "1", "input": "the report", "output": "red"}).encode() + b"\n"
+    (folder / "train.jsonl").write_bytes(good + good + content)
+    (folder / "validation.jsonl").write_bytes(good)
+    proc = run_cli("train.py", *SMOKE, "data=gov_report", f"data.path={folder}", out=tmp_path, cache=cache_dir, check=False)
+    _one_line_error(proc, fragment)
 
 
 def test_a_failing_job_does_not_stop_the_multirun(tmp_path, cache_dir):

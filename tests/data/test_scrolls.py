@@ -69,3 +69,34 @@ def test_unreachable_hub_is_one_line_with_the_offline_overrides(tmp_path, monkey
     with pytest.raises(StudyError) as e:
         load_rows("hub", "gov_report", "summarization", "validation", cache_dir=str(tmp_path))
     assert "data=synthetic" in str(e.value) and "data.path=" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path):
+    good = (json.dumps(ROWS[0]) + "\n").encode()
+    (tmp_path / "validation.jsonl").write_bytes(good + good + b'{"id": "2", "input": "caf\xe9", "output": "x"}\n')
+    with pytest.raises(StudyError, match=r"validation.jsonl line 3: not UTF-8 text \(byte 0xe9 at column 26\)"):
+        read_local(tmp_path, "validation")
+    z = tmp_path / "gov_report.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("gov_report/train.jsonl", b"\xff\xfe" + good)
+    with pytest.raises(StudyError, match=r"gov_report.zip:gov_report/train.jsonl line 1: not UTF-8 text \(byte 0xff at column 1\)"):
+        read_local(z, "train", "gov_report")
+
+
+@pytest.mark.parametrize(
+    "value, shown", [(None, "null"), (3, "a number"), (["a", "b"], "a list"), ({"text": "a"}, "an object"), (True, "a boolean")]
+)
+@pytest.mark.parametrize("field", ["output", "input"])
+def test_a_field_that_is_not_a_string_names_file_and_line(tmp_path, field, value, shown):
+    _write(tmp_path, "train", [ROWS[0], {**ROWS[1], field: value}])
+    with pytest.raises(StudyError, match=rf"train.jsonl line 2: '{field}' must be a string, not {shown}"):
+        read_local(tmp_path, "train")
+
+
+def test_a_test_split_may_have_null_outputs(tmp_path):
+    rows = [{"id": "1", "pid": "1_0", "input": "doc", "output": None}, {"id": "2", "pid": "2_0", "input": "doc"}]
+    _write(tmp_path, "test", rows)
+    assert read_local(tmp_path, "test") == rows
+    _write(tmp_path, "validation", rows)
+    with pytest.raises(StudyError, match=r"validation.jsonl line 1: 'output' must be a string, not null"):
+        read_local(tmp_path, "validation")
