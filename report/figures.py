@@ -255,6 +255,16 @@ def _limits(budget: dict | None, basis: str) -> dict:
     return out
 
 
+def _limit(limit, factor: float, unit: str):
+    """The budget line's (value, shade right?, text), the text in the panel's display unit."""
+    if limit is None:
+        return None
+    value, right, _ = limit
+    from report.frontier import fmt
+
+    return value, right, f"budget {fmt(value * factor)} {unit}"
+
+
 def _legend(fig, group: pd.DataFrame, colours: dict, styles: list[str]) -> None:
     present = group.drop_duplicates("model").set_index("model")
     handles = [
@@ -314,7 +324,7 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
                 unit, factor = display_scale(cost, group[cost] if cost in group else [])
                 label = x_label(cost, group, unit)
                 info["panels"].append({"axis": key, "unit": unit, **_panel(ax, group, cost, metric, colours, label, slug(key), styles,
-                                                                          factor, limits.get(key))})
+                                                                          factor, _limit(limits.get(key), factor, unit))})
             _legend(fig, group, colours, styles)
             fig.suptitle(
                 f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. cost, as in {paper} of the paper\n"
@@ -334,12 +344,13 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
                     label="Pareto frontier")
             info["panels"].append({"axis": "projected_energy", "unit": unit, "frontier": list(front["label"]),
                                    **_panel(ax, group, cost, metric, colours, x_label(cost, group, unit), "projected_energy", styles,
-                                            factor, limits.get("projected_energy"))})
+                                            factor, _limit(limits.get("projected_energy"), factor, unit))})
             _legend(fig, group, colours, styles)
             samples = group["projected_samples_source"].dropna().unique() if "projected_samples_source" in group else []
-            fig.suptitle(f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. projected full fine-tune energy"
-                         f"{' (' + samples[0] + ')' if len(samples) == 1 else ''}\none-time warm-up + samples x steady J/sample; "
-                         f"the line is the Pareto frontier{_repeats(group)}", fontsize=10)
+            title = (f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. projected full fine-tune energy"
+                     f"{' (' + samples[0] + ')' if len(samples) == 1 else ''}: one-time warm-up + samples x steady J/sample; "
+                     f"the line is the Pareto frontier{_repeats(group)}")
+            fig.suptitle(textwrap.fill(title, 95), fontsize=10)
             _save(fig, directory, f"{slug(dataset)}_projected", formats, dpi, info)
             figures.append(info)
     tmp = directory / f".{MANIFEST}.{os.getpid()}"
