@@ -379,18 +379,3 @@ def test_projection_and_the_projected_budget_basis(study, tmp_path):
     projected = [f for f in figures if f["figure"] == "projected"]
     assert len(projected) == 1 and projected[0]["panels"][0]["frontier"]
     assert "## Projection" in (tmp_path / "report.md").read_text()
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["budget.basis=guess"], "error: budget.basis=guess is not allowed; choose from: measured, projected"),
-        (["budget.basis=projected"], "error: budget.basis=projected needs a projection; give project.epochs=N or project.samples=N"),
-        (["project.epochs=2", "project.samples=10"], "error: project.epochs=2 and project.samples=10 are both set; give one of them"),
-        (["project.epochs=-1"], "error: project.epochs=-1 is not allowed; give a number >= 0 (epochs)"),
-        (["pool_hardware=maybe"], "error: pool_hardware=maybe is not allowed; choose from: true, false"),
-    ],
-)
-def test_bad_projection_and_pooling_input_is_one_line_and_exit_code_2(study, args, message):
-    proc = report(study.a, *args, check=False)
-    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.startswith(message), proc.stderr
