@@ -279,7 +279,7 @@ def _speed_change(r) -> str:
 def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str]) -> None:
     doc.text(
         "From each configuration, the two ways up that the paper compares: the same model at the next longer input, and "
-        "the next bigger model (more parameters, same family where there is one) at the same input. The cost of a step is "
+        "the next bigger model of the same family (more parameters) at the same input. The cost of a step is "
         "what the better configuration costs more; per point is that extra cost over the accuracy gained (only for steps "
         "that gained)."
     )
