@@ -344,7 +344,7 @@ def test_configurations_csv_one_row_per_configuration_with_n_mean_and_spread(stu
         r = runs[runs["label"] == c["label"]].iloc[0]  # the copy holds the same figures: mean = min = max = the run's
         assert c["rgm_mean"] == pytest.approx(r["rgm"]) and c["energy_kwh_max"] == pytest.approx(r["energy_kwh"])
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "(42, 7)" in md and "n=2)" in md
+    assert "(7, 42)" in md and "n=2)" in md
 
 
 def test_runs_on_other_hardware_are_another_experiment_unless_pooled(study, tmp_path):
