@@ -52,14 +52,7 @@ def main(argv: list[str]) -> int:
         budget_costs.update(energy="projected_energy_kwh", train_time="projected_train_time_s")
     fronts = frontier.frontiers(confs, costs)
     answers = frontier.answer(confs, limits, budget_costs)
-    fitting = {a.dataset: set() for a in answers}
-    for a in answers:  # which configurations fit the budget, for the highlight
-        if a.limits:
-            sub = confs[confs["group"] == a.dataset]
-            for _, r in sub.iterrows():
-                one = frontier.answer(sub[sub["label"] == r["label"]], limits, budget_costs)
-                if one and one[0].best is not None:
-                    fitting[a.dataset].add(r["label"])
+    fitting = {a.dataset: set(a.fits) if a.limits else set() for a in answers}  # for the highlight
     steps = frontier.steps(confs, costs)
     summary = frontier.comparison_summary(steps)
     fams = frontier.families(confs, costs)

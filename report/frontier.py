@@ -169,6 +169,7 @@ class Answer:
     rivals: list[str] = field(default_factory=list)  # fitting configurations whose accuracy spread overlaps the best's
     next_better: pd.Series | None = None  # the cheapest configuration outside the budget that is more accurate
     beyond: str = ""  # what the next better configuration would cost, in one sentence
+    fits: list[str] = field(default_factory=list)  # labels of the configurations within every limit
 
 
 def _rank(df: pd.DataFrame, costs: dict) -> pd.DataFrame:
@@ -240,6 +241,7 @@ def answer(table: pd.DataFrame, budget: dict, costs: dict, statuses=("ok",)) -> 
         inside = group[fits]
         best = _rank(inside, costs).iloc[0] if len(inside) else None
         a = Answer(dataset, metric, best, limits, len(group), len(inside), unknown)
+        a.fits = list(inside["label"])
         if best is not None:
             a.tied = int((inside["metric_value"] == best["metric_value"]).sum())
             a.rivals = [r["label"] for _, r in _rank(inside, costs).iterrows()
