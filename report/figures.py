@@ -143,7 +143,7 @@ def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel
         x, y = group[cost] * factor, group["metric_value"]
         ax.plot(x, y, LINESTYLES[index % len(LINESTYLES)], color=colour, alpha=0.35, linewidth=1.2, zorder=2)
         if "n_seeds" in group and (pd.to_numeric(group["n_seeds"], errors="coerce") > 1).any():  # repeats: min-max bars
-            def err(column, centre):
+            def err(column, centre, group=group):
                 lo, hi = group.get(f"{column}_min"), group.get(f"{column}_max")
                 if lo is None or hi is None:
                     return None

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from report.collect import METRIC_LABEL
-from report.figures import NAMES as COST_NAMES
 from report.configurations import spread_text
+from report.figures import NAMES as COST_NAMES
 from report.frontier import FRONTIER_AXES, Answer, Frontier, fmt, usable
 from report.steady import COSTS as ALL_COSTS
 

@@ -57,7 +57,7 @@ def test_an_older_record_gets_steady_figures_derived_and_labelled():
     assert "steady_joules_per_sample" not in few and "steady_power_efficiency" not in few
 
 
-@pytest.mark.slow  # two train.py runs: about 30 s on a quiet 2-core machine, minutes on a loaded one
+@pytest.mark.slow  # two train.py runs: about 30 s on a quiet 2-core machine; timing-based, so it needs one (other load moves the rates)
 def test_a_short_runs_projection_of_a_longer_run_is_within_15_percent_of_what_it_measured(tmp_path, cache_dir):
     # one corpus, one model, two training budgets: 12 and 36 optimizer steps of batch 4 (5 of them warm-up in both)
     base = ["data.synthetic.n_train=160", "data.synthetic.n_validation=2", "data.synthetic.n_test=2", "data.synthetic.doc_tokens=128",
