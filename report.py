@@ -21,36 +21,53 @@ def main(argv: list[str]) -> int:
 
     # 1. what to read, where to write, what to ask (checked before anything heavy is imported)
     dirs, cfg = config.parse(argv)
-    from report import collect, figures, frontier, render
+    from report import collect, configurations, figures, frontier, projection, render
     out = Path(cfg.out)
     costs = dict(cfg.costs)
 
-    # 2. every train run under the directories -> one tidy table (failed and incomplete runs included)
+    # 2. every train run under the directories -> one tidy table (failed and incomplete runs included), each run's
+    #    projected full fine-tune when project.* asks for one
     runs = collect.collect(dirs, cfg.accuracy, costs["energy"], exclude=[out])
     if runs.table.empty:
         raise StudyError(f"no train run found under {', '.join(map(str, dirs))} (a run directory holds metrics.json or .hydra/ from train.py)")
     for note in runs.notes:
         print(f"note: {note}", file=sys.stderr)
+    runs.table = projection.project(runs.table, cfg.project.samples, cfg.project.epochs)
     out.mkdir(parents=True, exist_ok=True)
     runs.table.to_csv(out / "results.csv", index=False)
     runs.costs.to_csv(out / "costs.csv", index=False)
 
-    # 3. the paper's figures, per dataset
-    drawn = figures.draw(runs.table, out / "figures", costs, cfg.statuses, cfg.figures.formats, cfg.figures.dpi)
+    # 3. repeats -> configurations (mean, spread), within experiments (dataset and corpus, budget, implementation, hardware)
+    confs = configurations.aggregate(runs.table, cfg.statuses, cfg.pool_hardware)
+    confs.to_csv(out / "configurations.csv", index=False)
+    separate = configurations.separating(configurations.assign_groups(frontier.usable(runs.table, cfg.statuses), cfg.pool_hardware))
 
-    # 4. the frontier, the answer within the budget, bigger model vs longer input
-    fronts = frontier.frontiers(runs.table, costs, cfg.statuses)
-    answers = frontier.answer(runs.table, dict(cfg.budget), costs, cfg.statuses)
-    steps = frontier.steps(runs.table, costs, cfg.statuses)
+    # 4. the paper's figures, per experiment
+    limits = {k: v for k, v in dict(cfg.budget).items() if k != "basis"}
+    drawn = figures.draw(confs, out / "figures", costs, ["ok"], cfg.figures.formats, cfg.figures.dpi, limits, cfg.budget.basis)
+
+    # 5. the frontier, the answer within the budget (measured or projected costs), bigger model vs longer input, families
+    budget_costs = dict(costs)
+    if cfg.budget.basis == "projected":
+        budget_costs.update(energy="projected_energy_kwh", train_time="projected_train_time_s")
+    fronts = frontier.frontiers(confs, costs)
+    answers = frontier.answer(confs, limits, budget_costs)
+    fitting = {a.dataset: set(a.fits) if a.limits else set() for a in answers}  # for the highlight
+    steps = frontier.steps(confs, costs)
     summary = frontier.comparison_summary(steps)
+    fams = frontier.families(confs, costs)
     steps.to_csv(out / "steps.csv", index=False)
+    fams.to_csv(out / "families.csv", index=False)
 
-    # 5. report.md and report.html
-    doc = render.build(runs, drawn, fronts, answers, steps, summary, cfg, out, argv, time.strftime("%Y-%m-%d %H:%M"))
+    # 6. report.md and report.html
+    doc = render.build(runs, confs, drawn, fronts, answers, steps, summary, fams, cfg, out, argv, time.strftime("%Y-%m-%d %H:%M"),
+                       separate, fitting)
     md, page = render.write(doc, out)
 
     for a in answers:
         print(a.sentence)
+        if a.beyond:
+            print(a.beyond)
     print(f"{len(runs.table)} runs -> {out / 'results.csv'}, {md}, {page}")
     return 0
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from report import projection, steady
 from study import record
 
 TASK_METRIC = {"summarization": "rgm", "qa": "f1"}
@@ -36,11 +37,18 @@ IDENTITY = [
 ]
 ACCURACY = ["metric", "metric_value", "accuracy_source", "rouge1", "rouge2", "rougeL", "rgm", "f1", "train_best_value", "infer_status"]
 PROGRESS = ["best_step", "global_step", "epochs", "stopped_early"]
-COST_SOURCES = [f"{name}_source" for name in record.COSTS]  # how each figure was obtained (or why it is unknown)
+COST_SOURCES = [f"{name}_source" for name in steady.COSTS]  # how each figure was obtained (or why it is unknown)
+# what the run's experiment was (report/configurations.py groups by these): corpus, training budget, hardware
+EXPERIMENT = ["corpus", "training_budget", "max_steps", "max_epochs", "early_stopping", "train_set_size", "train_set_size_source"]
+# provenance (metrics.json `provenance`) and CPU energy attribution (`cpu_attribution`); absent in older records
+PROVENANCE = ["hardware", "gpu_names", "gpu_count", "gpu_memory_gib", "driver", "cpu_model", "host", "cuda", "torch",
+              "transformers", "pytorch_lightning", "codecarbon", "git_commit", "git_dirty"]
+ATTRIBUTION = ["tracking_mode", "process_cpu_pct", "machine_cpu_pct", "contended"]
 COLUMNS = [
-    "label", "status", "error", *IDENTITY, *ACCURACY, *PROGRESS, *record.COSTS, "energy_source", "estimated",
-    "sweep", "job", "overrides", "run_dir", *COST_SOURCES,
+    "label", "status", "error", *IDENTITY, *ACCURACY, *PROGRESS, *steady.COSTS, "energy_source", "estimated",
+    *EXPERIMENT, *PROVENANCE, *ATTRIBUTION, "sweep", "job", "overrides", "run_dir", *COST_SOURCES,
 ]
+UNKNOWN_HARDWARE = "unknown hardware"
 COST_COLUMNS = ["run_dir", "label", "record", "cost", "value", "unit", "source"]
 
 
@@ -259,21 +267,26 @@ def load_run(directory: Path, accuracy: str = "infer", energy_cost: str = "energ
         for name, m in (data.get("costs") or {}).items():
             cost_rows.append({"record": kind, "cost": name, "value": _value(data["costs"], name), "unit": m.get("unit"), "source": m.get("source")})
             inference = "inference" in name
-            if name in record.COSTS and (kind == "train" and name not in merged or kind == "infer" and inference):
+            if name in steady.COSTS and (kind == "train" and name not in merged or kind == "infer" and inference):
                 if kind == "infer" and name in merged and _value(data["costs"], name) is None:
                     continue  # keep a known figure over an unknown one
                 merged[name] = m
-    sources = {name: (merged.get(name) or {}).get("source") for name in record.COSTS}
+    sources = {name: (merged.get(name) or {}).get("source") for name in steady.COSTS}
     if infer is None or infer.get("status") != "ok":
         why = "no infer record (python infer.py run_dir=<run>)" if infer is None else f"infer {infer.get('status')}"
-        for name in record.COSTS:
+        for name in steady.COSTS:
             if "inference" in name and _value(merged, name) is None:
                 sources[name] = f"not recorded: {why}"
-    for name in record.COSTS:
+    for name in steady.COSTS:
         row[name] = _value(merged, name)
         row[f"{name}_source"] = sources[name]
+    steady.fill(row)  # steady rates and one-time costs an older record does not hold, derived from what it holds
+    sources = {name: row[f"{name}_source"] for name in steady.COSTS}
     row["energy_source"] = sources.get(energy_cost)
-    row["estimated"] = ", ".join(n for n in record.COSTS if row[n] is not None and estimated(n, sources)) or None
+    row["estimated"] = ", ".join(n for n in steady.COSTS if row[n] is not None and estimated(n, sources)) or None
+    row.update(experiment(cfg))
+    row.update(provenance(rec.get("provenance")))
+    row.update(attribution(rec.get("cpu_attribution")))
 
     row["job"] = directory.name
     row["sweep"] = directory.parent.name
@@ -282,6 +295,69 @@ def load_run(directory: Path, accuracy: str = "infer", energy_cost: str = "energ
     for c in cost_rows:
         c["run_dir"] = row["run_dir"]
     return row, cost_rows
+
+
+def experiment(cfg: dict) -> dict:
+    """What the run's experiment was, from its config: the corpus and its settings, and the training budget."""
+    data = cfg.get("data") or {}
+    corpus = str(data.get("name")) if data.get("name") is not None else None
+    settings = dict(data.get("synthetic") or {}) if isinstance(data.get("synthetic"), dict) else {}
+    for key in ("max_train_samples", "max_val_samples"):
+        if data.get(key) is not None:
+            settings[key] = data[key]
+    if corpus and settings:
+        corpus += " (" + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) + ")"
+    trainer = cfg.get("trainer") or {}
+    steps, epochs = _plain(trainer.get("max_steps")), _plain(trainer.get("max_epochs"))
+    callbacks = cfg.get("callbacks") if isinstance(cfg.get("callbacks"), dict) else None
+    stop = (callbacks or {}).get("early_stopping")
+    early = None if callbacks is None else (f"patience {stop.get('patience')}" if isinstance(stop, dict) else "off")
+    budget = []
+    if isinstance(steps, int) and steps > 0:
+        budget.append(f"{steps} steps")
+    if isinstance(epochs, int) and epochs > 0:
+        budget.append(f"at most {epochs} epochs")
+    if early:
+        budget.append(f"early stopping {early}")
+    if _get(cfg, "data.val_every_steps") is not None:
+        budget.append(f"validation every {_get(cfg, 'data.val_every_steps')} steps")
+    size, size_source = projection.train_set_size(cfg)
+    return {
+        "corpus": corpus, "training_budget": ", ".join(budget) or None,
+        "max_steps": steps if isinstance(steps, int) and steps > 0 else None, "max_epochs": epochs if isinstance(epochs, int) else None,
+        "early_stopping": early, "train_set_size": size, "train_set_size_source": size_source,
+    }
+
+
+def hardware_key(prov: dict | None) -> str:
+    """What ran it, as one key: `2 x NVIDIA H200` (the GPU count and name), the CPU model when no GPU was in use,
+    `unknown hardware` for a record without provenance."""
+    if not isinstance(prov, dict):
+        return UNKNOWN_HARDWARE
+    names = [str(n) for n in (prov.get("gpu_names") or []) if n]
+    count = prov.get("gpu_count") or len(names)
+    if names and count:
+        kinds = sorted(set(names))
+        return f"{count} x {' + '.join(kinds)}"
+    return str(prov.get("cpu_model") or UNKNOWN_HARDWARE) + (" (CPU)" if prov.get("cpu_model") else "")
+
+
+def provenance(prov: dict | None) -> dict:
+    prov = prov if isinstance(prov, dict) else {}
+    versions = prov.get("versions") if isinstance(prov.get("versions"), dict) else {}
+    row = {"hardware": hardware_key(prov or None)}
+    for key in ("gpu_names", "gpu_memory_gib"):
+        row[key] = ", ".join(map(str, prov[key])) if isinstance(prov.get(key), list) and prov[key] else None
+    for key in ("gpu_count", "driver", "cpu_model", "host", "cuda", "git_commit", "git_dirty"):
+        row[key] = prov.get(key)
+    for key in ("torch", "transformers", "pytorch_lightning", "codecarbon"):
+        row[key] = versions.get(key)
+    return row
+
+
+def attribution(att: dict | None) -> dict:
+    att = att if isinstance(att, dict) else {}
+    return {key: att.get(key) for key in ATTRIBUTION}
 
 
 def _shown(directory: Path) -> str:
@@ -338,7 +414,8 @@ def collect(dirs: list[Path], accuracy: str = "infer", energy_cost: str = "energ
     if len(table):
         for c in ("parameters", "seq_len", "batch_size", "accumulate_grad_batches", "effective_batch_size", "best_step", "global_step", "seed", "num_nodes"):
             table[c] = pd.to_numeric(table[c], errors="coerce").astype("Int64")
-        for c in ["metric_value", "train_best_value", "rouge1", "rouge2", "rougeL", "rgm", "f1", "epochs", *record.COSTS]:
+        for c in ["metric_value", "train_best_value", "rouge1", "rouge2", "rougeL", "rgm", "f1", "epochs", *steady.COSTS,
+                  "process_cpu_pct", "machine_cpu_pct", "train_set_size"]:
             table[c] = pd.to_numeric(table[c], errors="coerce").astype(float)
         order = table.assign(_d=table["dataset"].fillna("~").astype(str), _m=table["model"].fillna("~").astype(str))
         table = table.loc[order.sort_values(["_d", "parameters", "_m", "seq_len", "run_dir"], na_position="last").index]

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from study import record
+from report.steady import COSTS as ALL_COSTS
 from study.errors import StudyError
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "report.yaml"
 STATUSES = ("ok", "oom", "failed", "interrupted", "incomplete")  # as the report names them ("running" -> incomplete)
 FORMATS = ("png", "svg", "pdf")
 BUDGET_UNITS = {"kwh": "kWh", "train_hours": "hours", "min_inference_samples_per_s": "samples/s"}
+BASES = ("measured", "projected")  # budget.basis: the measured costs of the runs, or the projected full fine-tune
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
 USAGE = "usage: python report.py <dir> [<dir> ...] [key=value ...]"
 
@@ -77,9 +78,19 @@ def check(cfg: DictConfig) -> None:
     for key, unit in BUDGET_UNITS.items():
         value = _number(cfg, f"budget.{key}", unit)
         cfg.budget[key] = value
+    if cfg.budget.basis not in BASES:
+        raise StudyError(f"budget.basis={cfg.budget.basis} is not allowed; choose from: {', '.join(BASES)}")
+    cfg.project.epochs = _number(cfg, "project.epochs", "epochs")
+    cfg.project.samples = _number(cfg, "project.samples", "training samples")
+    if cfg.project.epochs is not None and cfg.project.samples is not None:
+        raise StudyError(f"project.epochs={cfg.project.epochs:g} and project.samples={cfg.project.samples:g} are both set; give one of them")
+    if cfg.budget.basis == "projected" and cfg.project.epochs is None and cfg.project.samples is None:
+        raise StudyError("budget.basis=projected needs a projection; give project.epochs=N or project.samples=N")
+    if not isinstance(cfg.pool_hardware, bool):
+        raise StudyError(f"pool_hardware={cfg.pool_hardware} is not allowed; choose from: true, false")
     for axis, name in cfg.costs.items():
-        if name not in record.COSTS:
-            raise StudyError(f"costs.{axis}={name} is not a recorded cost; choose from: {', '.join(record.COSTS)}")
+        if name not in ALL_COSTS:
+            raise StudyError(f"costs.{axis}={name} is not a recorded cost; choose from: {', '.join(ALL_COSTS)}")
     if cfg.accuracy not in ("infer", "train"):
         raise StudyError(f"accuracy={cfg.accuracy} is not allowed; choose from: infer, train")
     statuses = cfg.statuses if isinstance(cfg.statuses, ListConfig) else [cfg.statuses]

@@ -1,7 +1,12 @@
 """The paper's figures, per dataset, from the table: the task metric against each cost.
 
-    <dataset>_efficiency  Figures 1-5: power efficiency, training energy, training speed, inference speed
-    <dataset>_hardware    Figure 6: GPU utilization, GPU memory, training time
+    <group>_efficiency  Figures 1-5: power efficiency, training energy, training speed, inference speed
+    <group>_hardware    Figure 6: GPU utilization, GPU memory, training time
+    <group>_projected   accuracy against the projected full fine-tune energy, with its Pareto frontier (project.*)
+
+One point per configuration (report/configurations.py): the mean over seeds, with error bars from min to max where
+there are repeats. Energy in J or Wh (whichever reads without an exponent), never kWh with an offset; a budget limit
+is a dashed line with the side beyond it shaded. Rates are the steady-state ones (conf/report.yaml costs).
 
 One colour per model (the same across datasets), the input length written at each point, units on the axes,
 PNG and SVG. A cost that no run measured is never drawn as zeros: its panel says "not measured", and a figure
@@ -27,7 +32,7 @@ from matplotlib.transforms import Bbox  # noqa: E402
 from lightning_modules import families  # noqa: E402
 from report.collect import METRIC_LABEL  # noqa: E402
 from report.frontier import implementation, usable  # noqa: E402
-from study import record  # noqa: E402
+from report.steady import COSTS as ALL_COSTS  # noqa: E402
 
 FIGURES = {
     "efficiency": ("Figures 1-5", ["power_efficiency", "energy", "train_speed", "inference_speed"]),
@@ -41,15 +46,35 @@ NAMES = {  # x-axis names of the record's cost figures; the unit comes from reco
     "train_time_s": "Training time", "train_time_excl_validation_s": "Training time, validation excluded",
     "time_to_best_s": "Time to best checkpoint", "avg_power_w": "Average power", "joules_per_sample": "Training energy per sample",
     "cpu_utilization_pct": "Average CPU utilization", "energy_inference_kwh": "Inference energy", "inference_time_s": "Inference time",
+    "steady_train_samples_per_s": "Training speed, after warm-up", "steady_power_efficiency": "Power efficiency, after warm-up",
+    "steady_joules_per_sample": "Training energy per sample, after warm-up", "steady_avg_power_w": "Average power, after warm-up",
+    "warmup_time_s": "Warm-up time (one-time)", "warmup_energy_kwh": "Warm-up energy (one-time)",
+    "projected_energy_kwh": "Projected training energy", "projected_train_time_s": "Projected training time",
 }
+ENERGY_UNITS = (("kWh", 1.0), ("Wh", 1e3), ("J", 3.6e6))
+
+
+def display_scale(cost: str, values) -> tuple[str, float]:
+    """(unit, factor) to plot a cost in: energy in the largest of kWh, Wh, J whose values are mostly >= 1."""
+    unit = ALL_COSTS.get(cost, "")
+    if unit != "kWh":
+        return unit, 1.0
+    known = pd.Series(values, dtype=float).dropna().abs()
+    top = known.max() if len(known) else 1.0
+    for name, factor in ENERGY_UNITS:
+        if top * factor >= 1:
+            return name, factor
+    return ENERGY_UNITS[-1]
+
+
 MARKERS = families.markers()  # {family: marker}, in the families' report order (the paper's LED first)
 LINESTYLES = ["-", "--", ":", "-."]  # one per implementation, stock HF first
 MANIFEST = "figures.json"
 
 
-def x_label(cost: str, runs: pd.DataFrame | None = None) -> str:
+def x_label(cost: str, runs: pd.DataFrame | None = None, unit: str | None = None) -> str:
     """The cost's name and unit, and `estimated` when the plotted figures are estimates rather than measurements."""
-    label = f"{NAMES.get(cost, cost)} ({record.COSTS[cost]})"
+    label = f"{NAMES.get(cost, cost)} ({unit or ALL_COSTS[cost]})"
     if runs is not None and len(runs):
         known = runs[runs[cost].notna()]
         flags = known["estimated"].fillna("").map(lambda e: cost in [x.strip() for x in e.split(",")])
@@ -97,7 +122,8 @@ def variants(runs: pd.DataFrame) -> list[str]:
     return sorted(implementation(runs).drop_duplicates(), key=lambda k: (not k.startswith("hf"), k))
 
 
-def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel: str, slug: str, styles: list[str]) -> dict:
+def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel: str, slug: str, styles: list[str],
+           factor: float = 1.0, limit: tuple | None = None) -> dict:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(y_label(metric))
     ax.grid(True, alpha=0.3)
@@ -117,22 +143,44 @@ def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel
         colour = colours.get(model, "black")
         index = styles.index(variant) if variant in styles else 0
         hollow = index > 0  # stock HF solid; each other implementation hollow, with its own line style
-        ax.plot(group[cost], group["metric_value"], LINESTYLES[index % len(LINESTYLES)], color=colour, alpha=0.35,
-                linewidth=1.2, zorder=2)
+        x, y = group[cost] * factor, group["metric_value"]
+        ax.plot(x, y, LINESTYLES[index % len(LINESTYLES)], color=colour, alpha=0.35, linewidth=1.2, zorder=2)
+        if "n_seeds" in group and (pd.to_numeric(group["n_seeds"], errors="coerce") > 1).any():  # repeats: min-max bars
+            def err(column, centre, group=group):
+                lo, hi = group.get(f"{column}_min"), group.get(f"{column}_max")
+                if lo is None or hi is None:
+                    return None
+                return [(centre - lo * (factor if column == cost else 1)).clip(lower=0).fillna(0),
+                        (hi * (factor if column == cost else 1) - centre).clip(lower=0).fillna(0)]
+            ax.errorbar(x, y, xerr=err(cost, x), yerr=err("metric_value", y), fmt="none", ecolor=colour, alpha=0.6,
+                        elinewidth=1, capsize=2.5, zorder=2.5)
         scatter = ax.scatter(
-            group[cost], group["metric_value"], s=46, marker=MARKERS.get(group["family"].iloc[0], "o"), zorder=3,
+            x, y, s=46, marker=MARKERS.get(group["family"].iloc[0], "o"), zorder=3,
             **({"facecolors": "white", "edgecolors": colour, "linewidths": 1.4} if hollow else {"color": colour, "edgecolors": "white", "linewidths": 0.6}),
         )
         scatter.set_gid(f"points-{slug}-{model}" + ("-" + "".join(c if c.isalnum() else "_" for c in variant) if hollow else ""))
+        coincident: dict = {}  # points of one model at the same place (tied accuracy, same cost): one label for them
         for _, r in group.iterrows():
+            coincident.setdefault((round(r[cost] * factor, 9), round(r["metric_value"], 6)), []).append(r)
+            points.append({"label": r["label"], "model": model, "variant": variant, "seq_len": int(r["seq_len"]), "x": float(r[cost]),
+                           "y": float(r["metric_value"]), "n_seeds": int(r["n_seeds"]) if "n_seeds" in r and not pd.isna(r["n_seeds"]) else 1})
+        for (px, py), rs in coincident.items():
             texts.append(ax.annotate(
-                str(int(r["seq_len"])), (r[cost], r["metric_value"]), xytext=(5, 4), textcoords="offset points",
+                ", ".join(str(int(r["seq_len"])) for r in rs), (px, py), xytext=(5, 4), textcoords="offset points",
                 fontsize=8, color=colour, zorder=4,
             ))
-            points.append({"label": r["label"], "model": model, "variant": variant, "seq_len": int(r["seq_len"]), "x": float(r[cost]), "y": float(r["metric_value"])})
     ax.margins(x=0.15, y=0.12)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 5), useMathText=True)
+    ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+    if limit is not None:  # the budget: a dashed line, the side beyond it shaded
+        value, beyond_right, text = limit
+        ax.axvline(value * factor, color="0.25", linestyle="--", linewidth=1.1, zorder=1)
+        lo, hi = ax.get_xlim()
+        lo, hi = min(lo, value * factor * 0.9), max(hi, value * factor * 1.1)
+        ax.axvspan(value * factor, hi if beyond_right else lo, color="0.5", alpha=0.12, zorder=0)
+        ax.set_xlim(lo, hi)
+        ax.text(value * factor, 0.98, f" {text}", transform=ax.get_xaxis_transform(), fontsize=7, color="0.25", va="top",
+                ha="left" if beyond_right else "right")
     ax._seq_len_labels = texts  # declutter() moves them apart once the figure is laid out
     if unknown:
         ax.text(
@@ -195,18 +243,78 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
 
 
-def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), formats=("png", "svg"), dpi: int = 150) -> list[dict]:
+BUDGET_AXES = {"energy": ("kwh", 1.0, True, "kWh"), "train_time": ("train_hours", 3600.0, True, "h"),
+               "inference_speed": ("min_inference_samples_per_s", 1.0, False, "samples/s")}
+
+
+def _limits(budget: dict | None, basis: str) -> dict:
+    """axis -> (limit in the cost's record unit, shade to the right?, text) for the budget limits that are set."""
+    out = {}
+    for axis, (key, scale, right, unit) in BUDGET_AXES.items():
+        value = (budget or {}).get(key)
+        if value is not None:
+            projected = basis == "projected" and axis != "inference_speed"
+            out[("projected_" if projected else "") + axis] = (value * scale, right, f"budget {value:g} {unit}")
+    return out
+
+
+def _limit(limit, factor: float, unit: str):
+    """The budget line's (value, shade right?, text), the text in the panel's display unit."""
+    if limit is None:
+        return None
+    value, right, _ = limit
+    from report.frontier import fmt
+
+    return value, right, f"budget {fmt(value * factor)} {unit}"
+
+
+def _legend(fig, group: pd.DataFrame, colours: dict, styles: list[str]) -> None:
+    present = group.drop_duplicates("model").set_index("model")
+    handles = [
+        plt.Line2D([], [], color=colour, marker=MARKERS.get(present.at[m, "family"], "o"), linestyle="-", markersize=7,
+                   label=f"{m}{_params(present.at[m, 'parameters'])}")
+        for m, colour in colours.items() if m in present.index
+    ]
+    if len(styles) > 1:  # stock and fast path side by side: say which line style is which
+        handles += [
+            plt.Line2D([], [], color="0.3", marker="o", linestyle=LINESTYLES[i % len(LINESTYLES)], markersize=7,
+                       markerfacecolor="white" if i else "0.3", label=v.replace(", ", " attention, ") + " precision")
+            for i, v in enumerate(styles)
+        ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(handles) > 4 else 4), frameon=False)
+
+
+def _save(fig, directory: Path, base: str, formats, dpi, info: dict) -> None:
+    declutter(fig)
+    for fmt in formats:
+        path = directory / f"{base}.{fmt}"
+        fig.savefig(path, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+        info["files"][fmt] = str(path)
+    plt.close(fig)
+
+
+def _repeats(group: pd.DataFrame) -> str:
+    n = pd.to_numeric(group.get("n_seeds", pd.Series(dtype=float)), errors="coerce")
+    return "; points are means over seeds, bars min to max" if (n > 1).any() else ""
+
+
+def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), formats=("png", "svg"), dpi: int = 150,
+         budget: dict | None = None, basis: str = "measured") -> list[dict]:
+    """The figures of each experiment (group), from a table of configurations (or of runs)."""
+    from report.frontier import group_of, pareto
+
     directory.mkdir(parents=True, exist_ok=True)
     _remove_previous(directory)
     runs = usable(table, statuses)
     colours = model_colours(table)
+    limits = _limits(budget, basis)
     figures = []
-    for dataset, group in runs.groupby("dataset", sort=True):
+    for dataset, group in runs.groupby(group_of(runs), sort=True):  # dataset: the experiment (group) name
         metric = group["metric"].iloc[0]
         for name, (paper, axes_keys) in FIGURES.items():
             info = {"dataset": dataset, "figure": name, "paper": paper, "metric": metric, "files": {}, "panels": []}
             panel_costs = [costs[k] for k in axes_keys]
-            if all(group[c].isna().all() for c in panel_costs):
+            if all(c not in group or group[c].isna().all() for c in panel_costs):
                 info["omitted"] = f"not drawn: none of {', '.join(panel_costs)} was measured in these runs"
                 figures.append(info)
                 continue
@@ -216,33 +324,37 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
             styles = variants(group)
             for ax, key in zip(axes.flat, axes_keys):
                 cost = costs[key]
-                label = x_label(cost, group)
-                info["panels"].append({"axis": key, **_panel(ax, group, cost, metric, colours, label, slug(key), styles)})
-            present = group.drop_duplicates("model").set_index("model")
-            handles = [
-                plt.Line2D([], [], color=colour, marker=MARKERS.get(present.at[m, "family"], "o"), linestyle="-", markersize=7,
-                           label=f"{m}{_params(present.at[m, 'parameters'])}")
-                for m, colour in colours.items() if m in present.index
-            ]
-            if len(styles) > 1:  # stock and fast path side by side: say which line style is which
-                handles += [
-                    plt.Line2D([], [], color="0.3", marker="o", linestyle=LINESTYLES[i % len(LINESTYLES)], markersize=7,
-                               markerfacecolor="white" if i else "0.3", label=v.replace(", ", " attention, ") + " precision")
-                    for i, v in enumerate(styles)
-                ]
+                unit, factor = display_scale(cost, group[cost] if cost in group else [])
+                label = x_label(cost, group, unit)
+                info["panels"].append({"axis": key, "unit": unit, **_panel(ax, group, cost, metric, colours, label, slug(key), styles,
+                                                                          factor, _limit(limits.get(key), factor, unit))})
+            _legend(fig, group, colours, styles)
             fig.suptitle(
                 f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. cost, as in {paper} of the paper\n"
-                "one colour per model; the number at each point is its input length (tokens)",
+                f"one colour per model; the number at each point is its input length (tokens){_repeats(group)}",
                 fontsize=11,
             )
-            fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(handles) > 4 else 4), frameon=False)
-            declutter(fig)
-            base = f"{slug(dataset)}_{name}"
-            for fmt in formats:
-                path = directory / f"{base}.{fmt}"
-                fig.savefig(path, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
-                info["files"][fmt] = str(path)
-            plt.close(fig)
+            _save(fig, directory, f"{slug(dataset)}_{name}", formats, dpi, info)
+            figures.append(info)
+        if "projected_energy_kwh" in group and group["projected_energy_kwh"].notna().any():
+            cost = "projected_energy_kwh"
+            info = {"dataset": dataset, "figure": "projected", "paper": "projection", "metric": metric, "files": {}, "panels": []}
+            fig, ax = plt.subplots(figsize=(7.5, 5.4), layout="constrained")
+            unit, factor = display_scale(cost, group[cost])
+            styles = variants(group)
+            front = pareto(group, "metric_value", cost, True)
+            ax.step(front[cost] * factor, front["metric_value"], where="post", color="0.2", linewidth=1.6, alpha=0.7, zorder=1.5,
+                    label="Pareto frontier")
+            info["panels"].append({"axis": "projected_energy", "unit": unit, "frontier": list(front["label"]),
+                                   **_panel(ax, group, cost, metric, colours, x_label(cost, group, unit), "projected_energy", styles,
+                                            factor, _limit(limits.get("projected_energy"), factor, unit))})
+            _legend(fig, group, colours, styles)
+            samples = group["projected_samples_source"].dropna().unique() if "projected_samples_source" in group else []
+            title = (f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. projected full fine-tune energy"
+                     f"{' (' + samples[0] + ')' if len(samples) == 1 else ''}: one-time warm-up + samples x steady J/sample; "
+                     f"the line is the Pareto frontier{_repeats(group)}")
+            fig.suptitle(textwrap.fill(title, 95), fontsize=10)
+            _save(fig, directory, f"{slug(dataset)}_projected", formats, dpi, info)
             figures.append(info)
     tmp = directory / f".{MANIFEST}.{os.getpid()}"
     tmp.write_text(json.dumps(figures, indent=2) + "\n")

@@ -1,6 +1,11 @@
-"""The study's question, answered from the table: Pareto-optimal configurations per dataset for each cost, the most
-accurate configuration within a budget, and the paper's comparison - each step up in accuracy bought with a bigger
-model or with a longer input, and what it cost.
+"""The study's question, answered from the table: Pareto-optimal configurations per experiment (group) for each
+cost, the most accurate configuration within a budget and the next better one outside it, and the paper's two
+comparisons - each step up in accuracy bought with a bigger model (within a family) or with a longer input, and what
+it cost; and LED against BigBird-Pegasus at equal input length.
+
+The table is report/configurations.py's (one row per configuration, the means over seeds in `metric_value` and each
+cost, the spread in `_min`/`_max`), or a table of single runs. Two configurations whose accuracy spreads overlap are
+"not separable": the data cannot say which is more accurate, and the report says so.
 
 Only runs that count (status in `statuses`, default ok) with a known accuracy take part. A cost that was not
 measured (null) is unknown, never zero: such a run is left out of that cost's frontier and cannot be shown to fit a
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from lightning_modules.families import names as family_names
 from report.collect import METRIC_LABEL
 
 # the three costs of the frontier and the budget: axis (a key of cfg.costs) -> better direction, budget key, scale to its unit
@@ -23,6 +29,26 @@ FRONTIER_AXES = {
     "inference_speed": {"minimize": False, "budget": "min_inference_samples_per_s", "scale": 1.0, "noun": "inference speed"},
 }
 DISPLAY_UNIT = {"kwh": "kWh", "train_hours": "h", "min_inference_samples_per_s": "samples/s"}
+BUDGET_KEYS = tuple(spec["budget"] for spec in FRONTIER_AXES.values())
+
+
+def group_of(table: pd.DataFrame) -> pd.Series:
+    """The experiment each row belongs to: its `group` (report/configurations.py), else its dataset."""
+    if "group" in table and table["group"].notna().any():
+        return table["group"].where(table["group"].notna(), table["dataset"])
+    return table["dataset"]
+
+
+def spread_overlaps(a: pd.Series, b: pd.Series, column: str = "metric_value") -> bool:
+    """Whether two configurations' spreads (min-max over seeds) of a column overlap: then the data cannot tell them
+    apart. A single run's spread is its value."""
+    def bounds(r):
+        lo, hi = r.get(f"{column}_min"), r.get(f"{column}_max")
+        return (r.get(column), r.get(column)) if lo is None or pd.isna(lo) else (lo, hi)
+    (lo_a, hi_a), (lo_b, hi_b) = bounds(a), bounds(b)
+    if any(v is None or pd.isna(v) for v in (lo_a, hi_a, lo_b, hi_b)):
+        return False
+    return bool(lo_a <= hi_b and lo_b <= hi_a)
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -108,19 +134,23 @@ class Frontier:
     minimize: bool
     rows: pd.DataFrame  # the Pareto set, cheapest first
     unknown: list[str] = field(default_factory=list)  # labels of runs that count but whose cost is not measured
+    inseparable: list[tuple[str, str]] = field(default_factory=list)  # neighbours on the frontier whose accuracy spreads overlap
 
 
 def frontiers(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> list[Frontier]:
     out = []
     runs = usable(table, statuses)
-    for dataset, group in runs.groupby("dataset", sort=True):
+    for dataset, group in runs.groupby(group_of(runs), sort=True):  # dataset: the experiment (group) name
         metric = group["metric"].iloc[0]
         for axis, spec in FRONTIER_AXES.items():
             cost = costs[axis]
-            out.append(Frontier(
-                dataset, metric, axis, cost, spec["minimize"], pareto(group, "metric_value", cost, spec["minimize"]),
-                unknown=list(group.loc[group[cost].isna(), "label"]),
-            ))
+            if cost not in group:
+                continue
+            rows = pareto(group, "metric_value", cost, spec["minimize"])
+            pairs = [(rows.iloc[i]["label"], rows.iloc[i + 1]["label"]) for i in range(len(rows) - 1)
+                     if spread_overlaps(rows.iloc[i], rows.iloc[i + 1]) and rows.iloc[i]["metric_value"] != rows.iloc[i + 1]["metric_value"]]
+            out.append(Frontier(dataset, metric, axis, cost, spec["minimize"], rows,
+                                unknown=list(group.loc[group[cost].isna(), "label"]), inseparable=pairs))
     return out
 
 
@@ -137,6 +167,10 @@ class Answer:
     closest: pd.Series | None = None  # when nothing fits: the run that comes nearest
     tied: int = 1  # fitting runs as accurate as the best (the cheapest of them is chosen)
     sentence: str = ""
+    rivals: list[str] = field(default_factory=list)  # fitting configurations whose accuracy spread overlaps the best's
+    next_better: pd.Series | None = None  # the cheapest configuration outside the budget that is more accurate
+    beyond: str = ""  # what the next better configuration would cost, in one sentence
+    fits: list[str] = field(default_factory=list)  # labels of the configurations within every limit
 
 
 def _rank(df: pd.DataFrame, costs: dict) -> pd.DataFrame:
@@ -169,12 +203,17 @@ def is_estimated(run: pd.Series, cost: str) -> bool:
     return isinstance(flags, str) and cost in [x.strip() for x in flags.split(",")]
 
 
+def _marks(run: pd.Series, cost: str) -> str:
+    words = [w for w, on in (("projected", cost.startswith("projected_")), ("estimated", is_estimated(run, cost))) if on]
+    return f" ({', '.join(words)})" if words else ""
+
+
 def _cost_text(run: pd.Series, costs: dict) -> str:
     parts = []
     if not pd.isna(run.get(costs["energy"])):
-        parts.append(f"{fmt(run[costs['energy']])} kWh" + (" (estimated)" if is_estimated(run, costs["energy"]) else ""))
+        parts.append(f"{fmt(run[costs['energy']])} kWh" + _marks(run, costs["energy"]))
     if not pd.isna(run.get(costs["train_time"])):
-        parts.append(f"{duration(run[costs['train_time']])} of training" + (" (estimated)" if is_estimated(run, costs["train_time"]) else ""))
+        parts.append(f"{duration(run[costs['train_time']])} of training" + _marks(run, costs["train_time"]))
     if not pd.isna(run.get(costs["inference_speed"])):
         parts.append(f"{fmt(run[costs['inference_speed']])} inference samples/s" + (" (estimated)" if is_estimated(run, costs["inference_speed"]) else ""))
     return ", ".join(parts)
@@ -186,10 +225,11 @@ def _join(items: list[str]) -> str:
 
 def answer(table: pd.DataFrame, budget: dict, costs: dict, statuses=("ok",)) -> list[Answer]:
     """Per dataset: the most accurate configuration within every limit that is set (all of them at once)."""
-    limits = {k: v for k, v in budget.items() if v is not None}
+    limits = {k: v for k, v in budget.items() if v is not None and k in BUDGET_KEYS}
     axis_of = {spec["budget"]: axis for axis, spec in FRONTIER_AXES.items()}
     answers = []
-    for dataset, group in usable(table, statuses).groupby("dataset", sort=True):
+    runs = usable(table, statuses)
+    for dataset, group in runs.groupby(group_of(runs), sort=True):
         metric = group["metric"].iloc[0]
         fits = pd.Series(True, index=group.index)
         unknown = {}
@@ -202,13 +242,43 @@ def answer(table: pd.DataFrame, budget: dict, costs: dict, statuses=("ok",)) -> 
         inside = group[fits]
         best = _rank(inside, costs).iloc[0] if len(inside) else None
         a = Answer(dataset, metric, best, limits, len(group), len(inside), unknown)
+        a.fits = list(inside["label"])
         if best is not None:
             a.tied = int((inside["metric_value"] == best["metric_value"]).sum())
+            a.rivals = [r["label"] for _, r in _rank(inside, costs).iterrows()
+                        if r["label"] != best["label"] and r["metric_value"] != best["metric_value"] and spread_overlaps(best, r)]
         if best is None and limits:
             a.closest = _closest(group, limits, costs)
+        if best is not None and limits:
+            better = group[~fits & (group["metric_value"] > best["metric_value"])]
+            a.next_better = _closest(better, limits, costs) if len(better) else None
         a.sentence = sentence(a, costs)
+        a.beyond = beyond(a, costs)
         answers.append(a)
     return answers
+
+
+def beyond(a: Answer, costs: dict) -> str:
+    """The next better configuration outside the budget and what it would take (item 10 of issue 15)."""
+    if a.best is None or not a.limits:
+        return ""
+    metric = METRIC_LABEL.get(a.metric, a.metric)
+    run = a.next_better
+    if run is None:
+        return f"No configuration outside the budget on {a.dataset} is more accurate, among those whose cost on every limit is known."
+    axis_of = {spec["budget"]: axis for axis, spec in FRONTIER_AXES.items()}
+    needs = []
+    for key, limit in a.limits.items():
+        axis = axis_of[key]
+        value = run[costs[axis]] * FRONTIER_AXES[axis]["scale"]
+        over = value < limit if key == "min_inference_samples_per_s" else value > limit
+        if over:
+            ratio = (limit / value if key == "min_inference_samples_per_s" else value / limit) if limit > 0 and value > 0 else math.inf
+            needs.append(f"{_limit_text(key, value)} ({fmt(ratio, 2)}x the limit)" if math.isfinite(ratio) else _limit_text(key, value))
+    gain = run["metric_value"] - a.best["metric_value"]
+    noise = " - not separable from the answer: their accuracy spreads overlap" if spread_overlaps(run, a.best) else ""
+    return (f"The next better configuration on {a.dataset}, outside the budget, is {run['label']} "
+            f"({metric} {fmt(run['metric_value'])}, {'+' if gain > 0 else ''}{fmt(gain)}{noise}): it would need {_join(needs)}.")
 
 
 def _closest(group: pd.DataFrame, limits: dict, costs: dict) -> pd.Series | None:
@@ -228,10 +298,20 @@ def _closest(group: pd.DataFrame, limits: dict, costs: dict) -> pd.Series | None
 
 
 def _tie_text(a: Answer, metric: str) -> str:
-    if a.tied < 2:
-        return ""
-    return (f"; {a.tied} configurations tie at {metric} {fmt(a.best['metric_value'])}, so accuracy does not separate them "
-            "and this is the cheapest of them in training energy, then time")
+    text = ""
+    if a.tied >= 2:
+        text = (f"; {a.tied} configurations tie at {metric} {fmt(a.best['metric_value'])}, so accuracy does not separate them "
+                "and this is the cheapest of them in training energy, then time")
+    if a.rivals:
+        text += (f"; not separable from {_join(a.rivals[:3])}{f' and {len(a.rivals) - 3} more' if len(a.rivals) > 3 else ''}"
+                 f" by {metric}: their spreads over seeds overlap")
+    n = a.best.get("n_seeds")
+    if n is not None and not pd.isna(n) and int(n) > 1:
+        text += f"; {metric} is the mean of {int(n)} seeds ({fmt(a.best.get('metric_value_min'))}-{fmt(a.best.get('metric_value_max'))})"
+    contended = a.best.get("n_contended")
+    if contended is not None and not pd.isna(contended) and int(contended) > 0:
+        text += f"; {int(contended)} of its runs were measured under CPU contention, so its CPU energy is uncertain"
+    return text
 
 
 def sentence(a: Answer, costs: dict) -> str:
@@ -267,32 +347,35 @@ def sentence(a: Answer, costs: dict) -> str:
 STEP_COLUMNS = [
     "dataset", "metric", "from", "step", "to", "from_value", "to_value", "gain",
     "d_energy_kwh", "d_train_time_s", "d_inference_samples_per_s", "inference_speed_change_pct", "kwh_per_point", "train_s_per_point",
-    "cheaper_way_up",
+    "separable", "cheaper_way_up",
 ]
 
 
 def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     """From every configuration (model, seq_len), the two ways up the paper compares: the same model at the next
-    longer input, and the next bigger model (by parameters; same family first) at the same input. A step stays
-    within one implementation (attention path, precision, strategy): stock fp32 and the fast path are two
-    studies side by side, not rungs of one ladder. Where a configuration was run more than once, its most
-    accurate run stands for it."""
+    longer input, and the next bigger model of the same family (led_base -> led_large) at the same input; across
+    families is families()'s comparison, not a step. A step stays within one experiment and implementation
+    (attention path, precision, strategy): stock fp32 and the fast path are two studies side by side, not rungs of
+    one ladder. On a table of configurations the means stand for each; on a table of runs, where a configuration was
+    run more than once, its most accurate run does. `separable` is False where the two accuracy spreads overlap."""
     runs = usable(table, statuses)
-    runs = _rank(runs.assign(_impl=implementation(runs, ("attn_impl", "precision", "strategy"))), costs)
-    runs = runs.drop_duplicates(["dataset", "_impl", "model", "seq_len"])
+    runs = _rank(runs.assign(_impl=implementation(runs, ("attn_impl", "precision", "strategy")), _group=group_of(runs)), costs)
+    runs = runs.drop_duplicates(["_group", "_impl", "model", "seq_len", *[c for c in ("effective_batch_size",) if c in runs]])
     rows = []
     energy, ttime, ispeed = costs["energy"], costs["train_time"], costs["inference_speed"]
-    for (dataset, _), group in runs.groupby(["dataset", "_impl"], sort=True):
+    for (dataset, _), group in runs.groupby(["_group", "_impl"], sort=True):
         for _, a in group.sort_values(["parameters", "model", "seq_len"]).iterrows():
-            longer = group[(group["model"] == a["model"]) & (group["seq_len"] > a["seq_len"])].sort_values("seq_len")
+            same = group[(group["model"] == a["model"])]
+            if "effective_batch_size" in group and not pd.isna(a.get("effective_batch_size")):
+                same = same[same["effective_batch_size"] == a["effective_batch_size"]]
+            longer = same[same["seq_len"] > a["seq_len"]].sort_values("seq_len")
             same_len = group[(group["seq_len"] == a["seq_len"]) & (group["parameters"] > a["parameters"])]
-            family = same_len[same_len["family"] == a["family"]]
-            bigger = (family if len(family) else same_len).sort_values("parameters")
+            bigger = same_len[same_len["family"] == a["family"]].sort_values("parameters")
             for kind, candidates in (("longer input", longer), ("bigger model", bigger)):
                 if not len(candidates):
                     continue
                 b = candidates.iloc[0]
-                label = kind if kind == "longer input" or b["family"] == a["family"] else "bigger model (other family)"
+                label = kind
                 gain = b["metric_value"] - a["metric_value"]
                 d_e, d_t, d_i = b[energy] - a[energy], b[ttime] - a[ttime], b[ispeed] - a[ispeed]
                 rows.append({
@@ -302,6 +385,7 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
                     "inference_speed_change_pct": 100 * d_i / a[ispeed] if not pd.isna(d_i) and a[ispeed] > 0 else float("nan"),
                     "kwh_per_point": d_e / gain if gain > 0 and not pd.isna(d_e) else float("nan"),
                     "train_s_per_point": d_t / gain if gain > 0 and not pd.isna(d_t) else float("nan"),
+                    "separable": not spread_overlaps(a, b),
                 })
     out = pd.DataFrame(rows, columns=STEP_COLUMNS)
     out["cheaper_way_up"] = out["cheaper_way_up"].astype(object)
@@ -359,8 +443,10 @@ def comparison_summary(step_table: pd.DataFrame) -> list[str]:
             if rows.empty:
                 parts.append(f"no {kind} step was run")
                 continue
-            other = (rows["step"] != kind).sum()
-            text = f"a {kind}{f' ({other} across model families)' if other else ''} gained {metric} in {len(ups[kind])} of {len(rows)} steps"
+            noise = int((~ups[kind]["separable"].astype(bool)).sum()) if "separable" in ups[kind] else 0
+            text = f"a {kind} gained {metric} in {len(ups[kind])} of {len(rows)} steps"
+            if noise:
+                text += f" ({noise} of them not separable: the accuracy spreads overlap)"
             if unit and len(ups[kind]):
                 text += f" for {fmt(_per_point(ups[kind], unit[0]))} {unit[1]} per point"
             speed = _median(rows, "inference_speed_change_pct")
@@ -375,3 +461,35 @@ def comparison_summary(step_table: pd.DataFrame) -> list[str]:
             verdict = " (the cost per point is unknown: training energy and time were not measured)"
         lines.append(f"On {dataset}, " + "; ".join(parts) + verdict + ".")
     return lines
+
+
+# ---- LED vs BigBird-Pegasus at equal input length -------------------------------------------------------------------
+FAMILY_COLUMNS = ["dataset", "metric", "seq_len", "a", "a_family", "a_value", "b", "b_family", "b_value", "difference",
+                  "separable", "d_energy_kwh", "d_train_time_s", "d_inference_samples_per_s", "more_accurate"]
+
+
+def families(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
+    """The paper's other finding: at each input length of an experiment where two model families were run, the most
+    accurate configuration of each family against the other's (b - a; a is the family listed first: LED)."""
+    runs = usable(table, statuses)
+    rows = []
+    order = {name: i for i, name in enumerate(family_names())}  # the families' report order: the paper's LED first
+    for (dataset, seq_len), group in runs.assign(_group=group_of(runs)).groupby(["_group", "seq_len"], sort=True):
+        fams = sorted(group["family"].dropna().unique(), key=lambda f: (order.get(f, 9), f))
+        if len(fams) < 2:
+            continue
+        best = {f: _rank(group[group["family"] == f], costs).iloc[0] for f in fams}
+        for i, fa in enumerate(fams):
+            for fb in fams[i + 1:]:
+                a, b = best[fa], best[fb]
+                diff = b["metric_value"] - a["metric_value"]
+                separable = not spread_overlaps(a, b)
+                winner = "not separable" if not separable else (b["label"] if diff > 0 else a["label"] if diff < 0 else "tie")
+                rows.append({
+                    "dataset": dataset, "metric": a["metric"], "seq_len": seq_len, "a": a["label"], "a_family": fa,
+                    "a_value": a["metric_value"], "b": b["label"], "b_family": fb, "b_value": b["metric_value"],
+                    "difference": diff, "separable": separable,
+                    "d_energy_kwh": b[costs["energy"]] - a[costs["energy"]], "d_train_time_s": b[costs["train_time"]] - a[costs["train_time"]],
+                    "d_inference_samples_per_s": b[costs["inference_speed"]] - a[costs["inference_speed"]], "more_accurate": winner,
+                })
+    return pd.DataFrame(rows, columns=FAMILY_COLUMNS)

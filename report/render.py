@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from report.collect import METRIC_LABEL
+from report.configurations import spread_text
 from report.figures import NAMES as COST_NAMES
 from report.frontier import FRONTIER_AXES, Answer, Frontier, fmt, usable
-from study import record
+from report.steady import COSTS as ALL_COSTS
 
 UNKNOWN = "—"
 
@@ -30,6 +31,36 @@ class Block:
     content: object
     level: int = 0
     alt: str = ""
+    marks: list | None = None  # table: per row, "" or a highlight (frontier | budget | answer)
+
+
+NUMBER = re.compile(r"^[~+\-−]?[\d,]*\.?\d+(e[+\-]?\d+)?%?( \(.*\))?$")
+HIGHLIGHT = {"answer": "background-color: #fff3c4; font-weight: 600;", "budget": "background-color: #eef6ee;",
+             "frontier": "background-color: #e8f0fb;"}
+
+
+def _numeric_columns(rows: list[list[str]]) -> list[int]:
+    """Columns whose every known cell is a number (optionally `~`, a sign, a % or a bracketed spread): right-aligned."""
+    out = []
+    for j in range(len(rows[0]) if rows else 0):
+        cells = [str(r[j]) for r in rows if str(r[j]) != UNKNOWN]
+        if cells and all(NUMBER.match(c) for c in cells):
+            out.append(j)
+    return out
+
+
+def styled_table(headers: list[str], rows: list[list[str]], marks: list | None, uid: str) -> str:
+    """An HTML table through pandas' Styler: numbers right-aligned, frontier / in-budget / answer rows highlighted."""
+    frame = pd.DataFrame([[_inline(c) for c in row] for row in rows], columns=range(len(headers)))
+    sty = frame.style.hide(axis="index").format_index(lambda j: _inline(headers[j]), axis=1)
+    sty = sty.set_uuid(uid).set_table_attributes('class="report"')
+    numeric = _numeric_columns(rows)
+    if numeric:
+        sty = sty.set_properties(subset=numeric, **{"text-align": "right", "white-space": "nowrap"})
+    if marks and any(marks):
+        css = [HIGHLIGHT.get(m, "") for m in marks]
+        sty = sty.apply(lambda row: [css[row.name]] * len(row), axis=1)
+    return sty.to_html()
 
 
 class Doc:
@@ -46,8 +77,8 @@ class Doc:
         if items:
             self.blocks.append(Block("bullets", list(items)))
 
-    def table(self, headers: list[str], rows: list[list[str]]):
-        self.blocks.append(Block("table", (headers, rows)))
+    def table(self, headers: list[str], rows: list[list[str]], marks: list | None = None):
+        self.blocks.append(Block("table", (headers, rows), marks=marks))
 
     def image(self, path: Path, alt: str):
         self.blocks.append(Block("image", path, alt=alt))
@@ -75,7 +106,7 @@ class Doc:
     # html
     def html(self, title: str) -> str:
         body = []
-        for b in self.blocks:
+        for n, b in enumerate(self.blocks):
             if b.kind == "heading":
                 body.append(f"<h{b.level}>{_inline(b.content)}</h{b.level}>")
             elif b.kind == "text":
@@ -84,9 +115,7 @@ class Doc:
                 body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.content) + "</ul>")
             elif b.kind == "table":
                 headers, rows = b.content
-                head = "".join(f"<th>{_inline(h)}</th>" for h in headers)
-                rows_html = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in rows)
-                body.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table></div>')
+                body.append(f'<div class="scroll">{styled_table(headers, rows, b.marks, f"t{n}")}</div>')
             elif b.kind == "image":
                 data = base64.b64encode(Path(b.content).read_bytes()).decode()
                 body.append(f'<figure><img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}"></figure>')
@@ -108,9 +137,10 @@ HTML = """<!DOCTYPE html>
 body {{ font-family: system-ui, sans-serif; max-width: 1250px; margin: 2em auto; padding: 0 1em; line-height: 1.45; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }}
-th {{ background: #f2f2f2; }}
-tr:nth-child(even) td {{ background: #fafafa; }}
-.scroll {{ overflow-x: auto; }}
+th {{ background: #f2f2f2; position: sticky; top: 0; }}
+tr:nth-child(even) td {{ background-color: #fafafa; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }}
+.scroll table {{ white-space: nowrap; }}
 figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
 code {{ background: #f4f4f4; padding: 0 3px; }}
 </style></head><body>
@@ -142,7 +172,7 @@ def _s(v) -> str:
 
 
 def _unit(cost: str) -> str:
-    return record.COSTS.get(cost, "")
+    return ALL_COSTS.get(cost, "")
 
 
 def _metric(m) -> str:
@@ -159,21 +189,59 @@ def _cost(r, cost: str) -> str:
     return f"~{text}" if text != UNKNOWN and _is_estimated(r, cost) else text
 
 
+RUN_SHOWN = ["power_efficiency", "energy", "joules_per_sample", "train_speed", "warmup_time", "warmup_energy", "inference_speed",
+             "gpu_utilization", "gpu_memory", "train_time"]
+
+
+def _contended(r) -> str:
+    value = r.get("contended")
+    return "yes" if str(value).lower() == "true" else "no" if str(value).lower() == "false" else UNKNOWN
+
+
 def run_table(table: pd.DataFrame, costs: dict) -> tuple[list[str], list[list[str]]]:
-    shown = ["power_efficiency", "energy", "train_speed", "inference_speed", "gpu_utilization", "gpu_memory", "train_time"]
-    headers = ["run", "status", "model", "params", "dataset", "seq len", "batch (effective)", "strategy x devices", "precision",
-               "metric", "value", "accuracy from"]
-    headers += [f"{COST_NAMES.get(costs[k], costs[k])} ({_unit(costs[k])})" for k in shown]
+    shown = [k for k in RUN_SHOWN if k in costs]
+    headers = ["run", "status", "model", "params", "dataset", "seq len", "seed", "batch (effective)", "strategy x devices", "precision",
+               "hardware", "metric", "value", "accuracy from"]
+    headers += [f"{COST_NAMES.get(costs[k], costs[k])} ({_unit(costs[k])})" for k in shown] + ["CPU contention"]
     rows = []
     for _, r in table.iterrows():
         acc = _s(r["accuracy_source"]).split(":")[0] if r["accuracy_source"] else UNKNOWN
         devices = f"{_s(r['strategy'])} x {_s(r['devices'])}" + (f" x {int(r['num_nodes'])} nodes" if not pd.isna(r["num_nodes"]) and r["num_nodes"] > 1 else "")
         rows.append([
-            r["label"], r["status"], _s(r["model"]), _params(r["parameters"]), _s(r["dataset"]), _int(r["seq_len"]),
-            f"{_int(r['batch_size'])} ({_int(r['effective_batch_size'])})", devices, _s(r["precision"]),
+            r["label"], r["status"], _s(r["model"]), _params(r["parameters"]), _s(r["dataset"]), _int(r["seq_len"]), _int(r.get("seed")),
+            f"{_int(r['batch_size'])} ({_int(r['effective_batch_size'])})", devices, _s(r["precision"]), _s(r.get("hardware")),
             _metric(r["metric"]), _n(r["metric_value"]), acc,
-        ] + [_cost(r, costs[k]) for k in shown])
+        ] + [_cost(r, costs[k]) for k in shown] + [_contended(r)])
     return headers, rows
+
+
+CONF_SHOWN = [("energy", "measured total"), ("projected_energy", "projected"), ("projected_time", "projected"),
+              ("joules_per_sample", "steady"), ("train_speed", "steady"), ("power_efficiency", "steady"),
+              ("warmup_time", None), ("warmup_energy", None), ("inference_speed", None), ("train_time", "measured total")]
+
+
+def _spread(r, column: str) -> str:
+    text = spread_text(r, column)
+    return f"~{text}" if text != UNKNOWN and _is_estimated(r, column) else text
+
+
+def configuration_table(confs: pd.DataFrame, costs: dict, marks: dict) -> tuple[list[str], list[list[str]], list[str]]:
+    """One experiment's configurations: n, the metric's mean (min-max, std where n >= 3) and each cost's mean."""
+    columns = {**costs, "projected_energy": "projected_energy_kwh", "projected_time": "projected_train_time_s"}
+    shown = [(k, w) for k, w in CONF_SHOWN if k in columns and columns[k] in confs
+             and (not k.startswith("projected") or confs[columns[k]].notna().any())]
+    metric = _metric(confs["metric"].iloc[0]) if len(confs) else "metric"
+    headers = ["configuration", "marks", "n (seeds)", f"{metric} mean (min-max)"]
+    headers += [f"{COST_NAMES.get(columns[k], columns[k])} ({_unit(columns[k])}{', ' + w if w else ''})" for k, w in shown]
+    headers += ["runs under CPU contention"]
+    rows, row_marks = [], []
+    for _, r in confs.iterrows():
+        mark = marks.get(r["label"], "")
+        seeds = f"{int(r['n_seeds'])}" + (f" ({r['seeds']})" if isinstance(r.get("seeds"), str) and r["seeds"] else "")
+        rows.append([r["label"], mark, seeds, _spread(r, "metric_value")] + [_spread(r, columns[k]) for k, _ in shown]
+                    + [str(int(r["n_contended"])) if not pd.isna(r.get("n_contended")) else UNKNOWN])
+        row_marks.append(mark.split(",")[0] if mark else "")
+    return headers, rows, row_marks
 
 
 def frontier_section(doc: Doc, fronts: list[Frontier]) -> None:
@@ -191,8 +259,11 @@ def frontier_section(doc: Doc, fronts: list[Frontier]) -> None:
                      " - no other run is at least as accurate at no higher cost.")
             doc.table(
                 ["configuration", f"{_metric(f.metric)}", f"{noun} ({_unit(f.cost)})"],
-                [[r["label"], _n(r["metric_value"]), _n(r[f.cost])] for _, r in f.rows.iterrows()],
+                [[r["label"], spread_text(r, "metric_value"), spread_text(r, f.cost)] for _, r in f.rows.iterrows()],
             )
+            if f.inseparable:
+                doc.text("Not separable (their accuracy spreads over seeds overlap): "
+                         + "; ".join(f"{a} and {b}" for a, b in f.inseparable) + ".")
             if f.unknown:
                 doc.text(f"Left out, {noun} not measured: {', '.join(f.unknown)}.")
 
@@ -208,7 +279,7 @@ def _speed_change(r) -> str:
 def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str]) -> None:
     doc.text(
         "From each configuration, the two ways up that the paper compares: the same model at the next longer input, and "
-        "the next bigger model (more parameters, same family where there is one) at the same input. The cost of a step is "
+        "the next bigger model of the same family (more parameters) at the same input. The cost of a step is "
         "what the better configuration costs more; per point is that extra cost over the accuracy gained (only for steps "
         "that gained)."
     )
@@ -217,17 +288,35 @@ def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str]) -> None:
         doc.text("No such step exists in these runs: it takes two input lengths of one model, or two model sizes at one input length.")
         return
     doc.table(
-        ["dataset", "from", "step", "to", "gain (points)", "extra energy (kWh)", "extra training time (s)",
+        ["experiment", "from", "step", "to", "gain (points)", "separable", "extra energy (kWh)", "extra training time (s)",
          "inference speed change (samples/s)", "kWh per point", "training s per point", "cheaper way up from here"],
         [[r["dataset"], f"{r['from']} ({_n(r['from_value'])})", r["step"], f"{r['to']} ({_n(r['to_value'])})",
-          ("+" if r["gain"] > 0 else "") + _n(r["gain"]), _n(r["d_energy_kwh"]), _n(r["d_train_time_s"]),
+          ("+" if r["gain"] > 0 else "") + _n(r["gain"]), "yes" if r["separable"] else "no: spreads overlap",
+          _n(r["d_energy_kwh"]), _n(r["d_train_time_s"]),
           _speed_change(r), _n(r["kwh_per_point"]), _n(r["train_s_per_point"]), _s(r["cheaper_way_up"])]
          for _, r in steps.iterrows()],
     )
 
 
+def families_section(doc: Doc, fams: pd.DataFrame) -> None:
+    doc.text("The paper's other finding: at equal input length, the most accurate configuration of each model family "
+             "(LED, BigBird-Pegasus) in one experiment, side by side. A bigger-model step above stays inside a family.")
+    if fams.empty:
+        doc.text("No experiment ran two model families at one input length.")
+        return
+    doc.table(
+        ["experiment", "input length", "LED side", "other side", "difference (points)", "more accurate", "extra energy (kWh)",
+         "extra training time (s)", "inference speed change (samples/s)"],
+        [[r["dataset"], _int(r["seq_len"]), f"{r['a']} ({_n(r['a_value'])})", f"{r['b']} ({_n(r['b_value'])})",
+          ("+" if r["difference"] > 0 else "") + _n(r["difference"]), _s(r["more_accurate"]), _n(r["d_energy_kwh"]),
+          _n(r["d_train_time_s"]), _n(r["d_inference_samples_per_s"])] for _, r in fams.iterrows()],
+    )
+
+
 ROLES = {
-    "power_efficiency": "Figures 1 and 5", "energy": "Figures 2 and 5, energy frontier, budget.kwh",
+    "power_efficiency": "Figures 1 and 5 (after warm-up)", "energy": "Figures 2 and 5, energy frontier, budget.kwh (measured total)",
+    "joules_per_sample": "configuration table, projection (after warm-up)", "warmup_time": "one-time cost, projection",
+    "warmup_energy": "one-time cost, projection",
     "train_speed": "Figures 3 and 5", "inference_speed": "Figures 4 and 5, inference-speed frontier, budget.min_inference_samples_per_s",
     "gpu_utilization": "Figure 6", "gpu_memory": "Figure 6", "train_time": "Figure 6, training-time frontier, budget.train_hours",
 }
@@ -242,6 +331,8 @@ def notes_section(doc: Doc, table: pd.DataFrame, costs: dict, statuses, notes: l
     )
     rows = []
     for axis, role in ROLES.items():
+        if axis not in costs:
+            continue
         cost = costs[axis]
         values = runs[cost]
         flags = runs.apply(lambda r, cost=cost: _is_estimated(r, cost), axis=1) if len(runs) else pd.Series(dtype=bool)
@@ -269,32 +360,107 @@ def notes_section(doc: Doc, table: pd.DataFrame, costs: dict, statuses, notes: l
     doc.bullets(items)
 
 
-def build(collection, figures: list[dict], fronts: list[Frontier], answers: list[Answer], steps: pd.DataFrame,
-          summary: list[str], cfg, out: Path, argv: list[str], when: str) -> Doc:
+def hardware_lines(table: pd.DataFrame) -> list[str]:
+    """What produced the figures: per hardware key, its runs, and the software and commits they recorded."""
+    lines = []
+    for hw, sub in table.groupby(table["hardware"].fillna("unknown hardware") if "hardware" in table else pd.Series("unknown hardware", index=table.index), sort=True):
+        parts = [f"**{hw}**: {len(sub)} run{'s' if len(sub) != 1 else ''}"]
+        for column, name in (("gpu_memory_gib", "GPU memory GiB"), ("driver", "driver"), ("cuda", "CUDA"), ("cpu_model", "CPU"), ("host", "host")):
+            values = sorted({str(v) for v in sub.get(column, pd.Series(dtype=object)).dropna()})
+            if values:
+                parts.append(f"{name} {', '.join(values)}")
+        versions = []
+        for column in ("torch", "transformers", "pytorch_lightning", "codecarbon"):
+            values = sorted({str(v) for v in sub.get(column, pd.Series(dtype=object)).dropna()})
+            if values:
+                versions.append(f"{column} {'/'.join(values)}")
+        if versions:
+            parts.append(", ".join(versions))
+        commits = sorted({str(v)[:10] + (" (dirty)" if str(d).lower() == "true" else "") for v, d in
+                          zip(sub.get("git_commit", pd.Series(dtype=object)), sub.get("git_dirty", pd.Series(dtype=object))) if isinstance(v, str)})
+        if commits:
+            parts.append(f"commit {', '.join(commits)}")
+        if hw == "unknown hardware":
+            parts.append("their records hold no provenance (made before it was recorded)")
+        lines.append("; ".join(parts))
+    return lines
+
+
+def _marks(group_confs: pd.DataFrame, fronts: list[Frontier], answer: Answer | None, limits: dict, fits) -> dict:
+    marks = {}
+    energy = [f for f in fronts if f.dataset == group_confs["group"].iloc[0] and f.axis == "energy"]
+    on_front = set(energy[0].rows["label"]) if energy else set()
+    for label in group_confs["label"]:
+        words = []
+        if answer is not None and answer.best is not None and answer.best["label"] == label:
+            words.append("answer")
+        if limits and label in fits:
+            words.append("budget")
+        if label in on_front:
+            words.append("frontier")
+        marks[label] = ", ".join(words)
+    return marks
+
+
+def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Frontier], answers: list[Answer], steps: pd.DataFrame,
+          summary: list[str], fams: pd.DataFrame, cfg, out: Path, argv: list[str], when: str, separate: list[str] = (),
+          fitting: dict | None = None) -> Doc:
     table, costs = collection.table, dict(cfg.costs)
     doc = Doc()
     doc.heading("Accuracy vs. efficiency of long-context models: report", 1)
     counts = Counter(table["status"])
+    n_conf = len(confs)
     doc.text(
         f"`python report.py {' '.join(argv)}` on {when}: {len(table)} train run{'s' if len(table) != 1 else ''} "
-        f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}). "
+        f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}), {n_conf} configuration{'s' if n_conf != 1 else ''} "
+        f"in {confs['group'].nunique() if n_conf else 0} experiment{'s' if n_conf and confs['group'].nunique() != 1 else ''}. "
+        f"Runs that differ only in seed are one configuration (mean, min-max). "
         f"Figures, frontiers and the answer use runs whose status is {', '.join(cfg.statuses)} and whose accuracy is known; "
-        f"the table lists every run. {UNKNOWN} means not measured (unknown), never zero."
+        f"the run table lists every run. {UNKNOWN} means not measured (unknown), never zero."
     )
+    doc.text("Hardware" + (" (pooled: pool_hardware=true)" if cfg.pool_hardware else " (runs on different hardware are separate experiments)") + ":")
+    doc.bullets(hardware_lines(table))
 
     doc.heading("The answer")
     if answers:
         for a in answers:
             doc.text(f"**{a.sentence}**")
+            if a.beyond:
+                doc.text(a.beyond)
     else:
         doc.text(f"**No run has finished with a known accuracy, so there is no answer yet ({len(table)} runs listed below).**")
     if not any(a.limits for a in answers):
-        doc.text("Ask within a budget with `budget.kwh=`, `budget.train_hours=` or `budget.min_inference_samples_per_s=`.")
+        doc.text("Ask within a budget with `budget.kwh=`, `budget.train_hours=` or `budget.min_inference_samples_per_s=`; "
+                 "`project.epochs=N` with `budget.basis=projected` asks it of a full fine-tune.")
+    if cfg.budget.basis == "projected":
+        doc.text("The budget is checked against the **projected** full fine-tune (see Projection), not the runs' measured costs.")
+
+    if separate:
+        doc.heading("Experiments")
+        doc.text("Runs are compared only within one experiment: one dataset and corpus, training budget, implementation and hardware.")
+        doc.bullets(list(separate))
+
+    doc.heading("Configurations")
+    doc.text("One row per configuration, per experiment: the mean over its seeds, the spread (min-max; std where n >= 3) in brackets. "
+             "Rates are steady-state (after warm-up); warm-up (compile, graph capture, the first steps) is its own one-time cost; "
+             "the measured total training energy is as measured, warm-up included. Highlighted: the answer, configurations "
+             "within the budget, and the energy frontier. Every column: [configurations.csv](configurations.csv).")
+    for a_group, sub in confs.groupby("group", sort=True) if n_conf else []:
+        answer = next((a for a in answers if a.dataset == a_group), None)
+        meta = sub.iloc[0]
+        doc.heading(str(a_group), 3)
+        doc.text(f"{_s(meta.get('corpus'))}; {_s(meta.get('training_budget'))}; {_s(meta.get('implementation'))}; {_s(meta.get('hardware'))}.")
+        headers, rows, marks = configuration_table(sub, costs, _marks(sub, fronts, answer, answer.limits if answer else {}, (fitting or {}).get(a_group, set())))
+        doc.table(headers, rows, marks)
 
     doc.heading("Runs")
     headers, rows = run_table(table, costs)
     doc.table(headers, rows)
     doc.text("Every column, with each cost's source: [results.csv](results.csv); every cost figure as recorded: [costs.csv](costs.csv).")
+    contended = table[table.get("contended", pd.Series(dtype=object)).astype(str).str.lower() == "true"] if "contended" in table else table.iloc[0:0]
+    if len(contended):
+        doc.text("Measured under CPU contention (the machine's CPU load well above the run's own, so CodeCarbon's machine-level CPU "
+                 "energy counts other work): " + ", ".join(contended["label"]) + ".")
     bad = table[table["status"] != "ok"]
     if len(bad):
         doc.heading("Runs that did not finish", 3)
@@ -304,11 +470,13 @@ def build(collection, figures: list[dict], fronts: list[Frontier], answers: list
         doc.text("Finished, but with no accuracy recorded (left out of the figures): " + ", ".join(no_acc["label"]) + ".")
 
     doc.heading("Figures")
-    doc.text("As in the paper: the task metric (validation) against each cost, one colour per model, input length at each point.")
+    doc.text("As in the paper: the task metric (validation) against each cost, one colour per model, input length at each point; "
+             "one point per configuration (mean over seeds, bars min to max). Budget limits are dashed lines, the side beyond shaded.")
     if not figures:
         doc.text("No figure: no run has finished with a known accuracy.")
+    titles = {"efficiency": "Figures 1-5 (efficiency)", "hardware": "Figure 6 (hardware)", "projected": "accuracy vs. projected full fine-tune energy"}
     for f in figures:
-        title = f"{f['dataset']}: {'Figures 1-5 (efficiency)' if f['figure'] == 'efficiency' else 'Figure 6 (hardware)'}"
+        title = f"{f['dataset']}: {titles.get(f['figure'], f['figure'])}"
         if f.get("omitted"):
             doc.text(f"**{title}**: {f['omitted']}.")
             continue
@@ -319,10 +487,11 @@ def build(collection, figures: list[dict], fronts: list[Frontier], answers: list
             if not p["measured"]:
                 notes.append(f"{p['xlabel']}: not measured in these runs.")
             elif p["unknown"]:
-                notes.append(f"{p['xlabel']}: {p['n_points']} runs plotted; not measured for {', '.join(p['unknown'])}.")
+                notes.append(f"{p['xlabel']}: {p['n_points']} configurations plotted; not measured for {', '.join(p['unknown'])}.")
         others = usable(table, cfg.statuses)
-        left = table[(table["dataset"] == f["dataset"]) & ~table.index.isin(others.index)]
-        if len(left):
+        dataset = f["dataset"].split(" [")[0]
+        left = table[(table["dataset"] == dataset) & ~table.index.isin(others.index)]
+        if len(left) and f["figure"] != "projected":
             notes.append(f"Not plotted ({', '.join(sorted(set(left['status'])))}): {', '.join(left['label'])}.")
         doc.bullets(notes)
         doc.text(f"Files: {', '.join(f'[{k.upper()}](figures/{Path(v).name})' for k, v in f['files'].items())}.")
@@ -336,16 +505,42 @@ def build(collection, figures: list[dict], fronts: list[Frontier], answers: list
     doc.heading("Bigger model or longer input?")
     steps_section(doc, steps, summary)
 
+    doc.heading("LED or BigBird-Pegasus?")
+    families_section(doc, fams)
+
+    doc.heading("Projection")
+    projection_section(doc, confs, cfg)
+
     doc.heading("Budget")
-    limits = {k: v for k, v in dict(cfg.budget).items() if v is not None}
-    doc.text(("Limits: " + ", ".join(f"`budget.{k}={fmt(v)}`" for k, v in limits.items()) + ".") if limits else "No limit set.")
+    limits = {k: v for k, v in dict(cfg.budget).items() if v is not None and k != "basis"}
+    doc.text(("Limits: " + ", ".join(f"`budget.{k}={fmt(v)}`" for k, v in limits.items()) + f" on the {cfg.budget.basis} costs.") if limits else "No limit set.")
     for a in answers:
-        extra = f" {a.fitting} of {a.considered} runs fit." if limits else ""
-        doc.text(f"{a.sentence}{extra}")
+        extra = f" {a.fitting} of {a.considered} configurations fit." if limits else ""
+        doc.text(f"{a.sentence}{extra}" + (f" {a.beyond}" if a.beyond else ""))
 
     doc.heading("Notes: what was measured, what was estimated")
     notes_section(doc, table, costs, cfg.statuses, collection.notes)
     return doc
+
+
+def projection_section(doc: Doc, confs: pd.DataFrame, cfg) -> None:
+    asked = cfg.project.epochs is not None or cfg.project.samples is not None
+    if not asked:
+        doc.text("Not asked for. `project.epochs=N` (or `project.samples=N`) projects each configuration's full fine-tune: "
+                 "its one-time warm-up cost plus the remaining samples at its steady per-sample cost (training steps only).")
+        return
+    doc.text("projected_train_time_s = warmup_time_s + (samples - warm-up samples) / steady_train_samples_per_s; "
+             "projected_energy_kwh = warmup_energy_kwh + (samples - warm-up samples) x steady_joules_per_sample. Training steps only: "
+             "validation and checkpoint saving are not projected. Each configuration's inputs (configurations.csv, "
+             "`projected_*_source` in results.csv):")
+    rows = []
+    for _, r in confs.iterrows():
+        rows.append([str(r["group"]), r["label"], _n(r.get("projected_samples")), _n(r.get("warmup_time_s")), _n(r.get("warmup_energy_kwh")),
+                     _n(r.get("steady_train_samples_per_s")), _n(r.get("steady_joules_per_sample")),
+                     _n(r.get("projected_train_time_s")), _n(r.get("projected_energy_kwh")),
+                     _s(r.get("projected_energy_kwh_source")) if pd.isna(r.get("projected_energy_kwh")) else "projected"])
+    doc.table(["experiment", "configuration", "samples", "warm-up time (s)", "warm-up energy (kWh)", "steady samples/s",
+               "steady J/sample", "projected training time (s)", "projected energy (kWh)", "label"], rows)
 
 
 def write(doc: Doc, out: Path, title: str = "Accuracy vs. efficiency report") -> tuple[Path, Path]:

@@ -29,6 +29,7 @@ from report import collect, frontier
 BASE = [
     "data.synthetic.n_train=16", "data.synthetic.n_validation=4", "data.synthetic.n_test=4", "data.synthetic.doc_tokens=256",
     "batch_size=4", "trainer.max_steps=2", "data.val_every_steps=2",
+    "+callbacks.speed.warmup_steps=1",  # the report's rates are steady-state ones: one step of warm-up leaves one to time
 ]
 REQUIRED_COLUMNS = [
     "model", "parameters", "dataset", "seq_len", "batch_size", "effective_batch_size", "strategy", "devices", "precision",
@@ -173,7 +174,9 @@ def test_costs_come_with_their_source_and_unknown_stays_unknown_never_zero(study
     run_rows = [line for line in study.md.splitlines() if line.startswith("| led_tiny @ 96 | ok |")]
     assert len(run_rows) == 1 and "| ~" in run_rows[0]  # estimates marked in the table
     assert "| `gpu_utilization_pct` (%) | Figure 6 | 0 | 0 | 5 (not applicable: no GPU in use) |" in study.md
-    assert "Training energy (kWh), estimated" in [p["xlabel"] for f in study.figures for p in f["panels"]]
+    # energy in J or Wh, never kWh with an offset (issue 15 item 8)
+    energy = [p for f in study.figures for p in f["panels"] if p["axis"] == "energy"]
+    assert energy and all(p["unit"] in ("J", "Wh") and p["xlabel"] == f"Training energy ({p['unit']}), estimated" for p in energy)
 
 
 def _points_in_svg(path: Path) -> dict:
@@ -266,7 +269,7 @@ def test_a_budget_picks_the_most_accurate_run_within_it_or_says_none_fits(study,
     assert chosen in set(fit["label"])
     assert t.loc[(t["label"] == chosen) & (t["dataset"] == "synthetic"), "metric_value"].iloc[0] == fit["metric_value"].max()
     md = (tmp_path / "r1" / "report.md").read_text()
-    assert f"**{sentence}**" in md and "3 of 4 runs fit." in md
+    assert f"**{sentence}**" in md and "3 of 4 configurations fit." in md
 
     (answer,) = frontier.answer(collect.collect([study.a]).table, {"kwh": 0.5, "min_inference_samples_per_s": 1e9}, COSTS)
     sentence = answer.sentence
@@ -304,3 +307,75 @@ def test_outputs_root_and_a_single_run_both_work_and_runs_are_counted_once(study
     t = pd.read_csv(tmp_path / "r" / "results.csv")
     assert len(t) == 7 and t["run_dir"].is_unique
     assert "note:" not in proc.stderr  # outputs/ holds infer sweeps and the report dir: neither is a run, neither worth a note
+
+
+def _copy_sweep(src: Path, dst: Path, seed: int, provenance: dict | None) -> None:
+    """Another seed of every run of a sweep, as a record would say it (a test fixture: the same figures, a new seed and,
+    if given, the provenance of other hardware)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    for path in dst.rglob("metrics.json"):
+        data = json.loads(path.read_text())
+        if data.get("kind") == "train":
+            data["seed"] = seed
+            if provenance:
+                data["provenance"] = provenance
+            path.write_text(json.dumps(data))
+
+
+H200 = {"gpu_names": ["NVIDIA H200"], "gpu_count": 1, "gpu_memory_gib": [139.8], "driver": "570.1", "cpu_model": "Xeon",
+        "host": "node1", "cuda": "12.8", "versions": {"torch": "2.13.0", "transformers": "5.0", "pytorch_lightning": "2.6.6",
+        "codecarbon": "3.0"}, "git_commit": "abcdef1234567890", "git_dirty": False}
+
+
+def test_configurations_csv_one_row_per_configuration_with_n_mean_and_spread(study, tmp_path):
+    # issue 15 item 1: seeds are repeats of one configuration; the csv's names are a contract
+    _copy_sweep(study.a, tmp_path / "sweeps" / "seed2", 7, None)
+    report(study.a, tmp_path / "sweeps" / "seed2", f"out={tmp_path / 'r'}")
+    conf = pd.read_csv(tmp_path / "r" / "configurations.csv")
+    assert len(conf) == 4 and set(conf["n_seeds"]) == {2}
+    for column in ("n_seeds", "rgm_mean", "rgm_min", "rgm_max", "energy_kwh_mean", "energy_kwh_min", "energy_kwh_max",
+                   "energy_kwh_std", "steady_train_samples_per_s_mean", "warmup_time_s_mean"):
+        assert column in conf.columns, column
+    assert conf["energy_kwh_std"].isna().all()  # std only where n >= 3
+    runs = study.table[study.table["dataset"] == "synthetic"]
+    for _, c in conf.iterrows():
+        r = runs[runs["label"] == c["label"]].iloc[0]  # the copy holds the same figures: mean = min = max = the run's
+        assert c["rgm_mean"] == pytest.approx(r["rgm"]) and c["energy_kwh_max"] == pytest.approx(r["energy_kwh"])
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "(7, 42)" in md and "n=2)" in md
+
+
+def test_runs_on_other_hardware_are_another_experiment_unless_pooled(study, tmp_path):
+    # issue 15 item 5: the same runs again, recorded on an H200: two experiments, two answers; pool_hardware=true: one
+    _copy_sweep(study.a, tmp_path / "sweeps" / "gpu", 7, H200)
+    proc = report(study.a, tmp_path / "sweeps" / "gpu", f"out={tmp_path / 'apart'}")
+    conf = pd.read_csv(tmp_path / "apart" / "configurations.csv")
+    assert sorted(conf["hardware"].unique()) == ["1 x NVIDIA H200", "unknown hardware"] and set(conf["n_seeds"]) == {1}
+    assert conf["group"].nunique() == 2 and len([line for line in proc.stdout.splitlines() if line.startswith("With no budget")]) == 2
+    md = (tmp_path / "apart" / "report.md").read_text()
+    assert "**1 x NVIDIA H200**: 4 runs; GPU memory GiB 139.8; driver 570.1; CUDA 12.8; CPU Xeon; host node1; torch 2.13.0" in md
+    assert "commit abcdef1234" in md and "synthetic: 2 experiments, apart in hardware" in md
+    proc = report(study.a, tmp_path / "sweeps" / "gpu", "pool_hardware=true", f"out={tmp_path / 'pooled'}")
+    conf = pd.read_csv(tmp_path / "pooled" / "configurations.csv")
+    assert conf["group"].nunique() == 1 and set(conf["n_seeds"]) == {2}
+
+
+def test_projection_and_the_projected_budget_basis(study, tmp_path):
+    # issue 15 item 3: project.epochs adds the projected costs per configuration, labelled, and budget.basis=projected uses them
+    proc = report(study.a, "project.epochs=2", "budget.kwh=1000", "budget.basis=projected", f"out={tmp_path}")
+    conf = pd.read_csv(tmp_path / "configurations.csv")
+    t = pd.read_csv(tmp_path / "results.csv")
+    assert conf["projected_energy_kwh"].notna().all() and conf["projected_train_time_s"].notna().all()
+    ok = t[t["status"] == "ok"]
+    assert ok["projected_energy_kwh_source"].str.startswith("projected (from estimated inputs): warmup_energy_kwh").all()
+    assert ok["projected_samples_source"].eq("project.epochs=2 x 16 training samples").all()
+    for _, r in ok.iterrows():  # one-time + the remaining samples at the steady rate
+        expected = r["warmup_time_s"] + (32 - r["warmup_samples"]) / r["steady_train_samples_per_s"]
+        assert r["projected_train_time_s"] == pytest.approx(expected)
+    assert "(projected, estimated)" in proc.stdout.splitlines()[0]
+    figures = json.loads((tmp_path / "figures" / "figures.json").read_text())
+    projected = [f for f in figures if f["figure"] == "projected"]
+    assert len(projected) == 1 and projected[0]["panels"][0]["frontier"]
+    assert "## Projection" in (tmp_path / "report.md").read_text()

@@ -53,3 +53,27 @@ def test_a_figure_derived_from_an_estimate_is_an_estimate():
     }
     assert estimated("power_efficiency", sources) and estimated("avg_power_w", sources)
     assert not estimated("train_samples_per_s", sources) and not estimated("joules_per_sample", sources)
+
+
+def test_projection_basis_and_pooling_keys_are_checked():
+    cfg = config.load(["project.epochs=3", "budget.basis=projected", "pool_hardware=true"])
+    assert cfg.project.epochs == 3.0 and cfg.project.samples is None and cfg.budget.basis == "projected" and cfg.pool_hardware is True
+    assert config.load([]).budget.basis == "measured" and config.load([]).pool_hardware is False
+    assert config.load([]).costs.train_speed == "steady_train_samples_per_s"  # the report's rates are steady-state ones
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["budget.basis=guess"], "budget.basis=guess is not allowed; choose from: measured, projected"),
+        (["budget.basis=projected"], "budget.basis=projected needs a projection; give project.epochs=N or project.samples=N"),
+        (["project.epochs=2", "project.samples=10"], "project.epochs=2 and project.samples=10 are both set; give one of them"),
+        (["project.epochs=-1"], "project.epochs=-1 is not allowed; give a number >= 0 (epochs)"),
+        (["project.samples=lots"], "project.samples=lots is not allowed; give a number >= 0 (training samples)"),
+        (["pool_hardware=maybe"], "pool_hardware=maybe is not allowed; choose from: true, false"),
+    ],
+)
+def test_bad_projection_and_pooling_input_names_the_key_and_what_is_allowed(overrides, message):
+    with pytest.raises(StudyError) as e:
+        config.load(overrides)
+    assert str(e.value).startswith(message), str(e.value)

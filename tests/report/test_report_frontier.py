@@ -159,16 +159,17 @@ def test_bigger_model_vs_longer_input_by_hand():
     second = steps[steps["from"] == "led_base @ 2048"].set_index("step")
     assert second.loc["longer input", "gain"] == -2 and math.isnan(second.loc["longer input", "kwh_per_point"])
     assert second["cheaper_way_up"].iloc[0] == "bigger model: the other lost accuracy"
-    # led_large@1024 -> bigbird_large@1024 is a bigger model of another family (there is no bigger LED)
-    third = steps[steps["from"] == "led_large @ 1024"].set_index("step")
-    assert third.loc["bigger model (other family)", "to"] == "bigbird_large @ 1024"
-    assert math.isnan(third.loc["bigger model (other family)", "d_energy_kwh"])  # unknown stays unknown
+    # issue 15 item 7: led_large@1024 -> bigbird_large@1024 crosses families, so it is no "bigger model" step (there is
+    # no bigger LED); families() compares the two at equal input length instead
+    assert list(steps.loc[steps["from"] == "led_large @ 1024", "step"]) == ["longer input"]
+    assert (steps["step"] == "bigger model").sum() == 2 and "bigbird_large @ 1024" not in set(steps["to"])
+    assert steps["separable"].all()  # single runs of different accuracy
     summary = frontier.comparison_summary(steps)
     # per point overall, over the steps that gained with a known cost: bigger 30->40 (+3 kWh) and 35->38 (+2 kWh):
-    # 5 kWh / 13 points = 0.385 (40->50 has no energy figure); longer 30->35 (+1 kWh): 0.2. Inference speed per step:
-    # bigger 9->3, 6->2, 3->1 (-66.7% each), longer 9->6, 6->4, 3->2 (-33.3% each)
+    # 5 kWh / 13 points = 0.385; longer 30->35 (+1 kWh): 0.2. Inference speed per step:
+    # bigger 9->3, 6->2 (-66.7% each), longer 9->6, 6->4, 3->2 (-33.3% each)
     assert summary == [
-        "On gov_report, a bigger model (1 across model families) gained Rgm in 3 of 3 steps for 0.385 kWh per point, "
+        "On gov_report, a bigger model gained Rgm in 2 of 2 steps for 0.385 kWh per point, "
         "inference speed -67% (median); a longer input gained Rgm in 1 of 3 steps for 0.2 kWh per point, inference speed "
         "-33% (median): per point gained, a longer input cost less energy."
     ]
@@ -177,3 +178,41 @@ def test_bigger_model_vs_longer_input_by_hand():
 def test_fmt_never_shows_unknown_as_zero():
     assert frontier.fmt(None) == "—" and frontier.fmt(NAN) == "—" and frontier.fmt(0.0) == "0"
     assert frontier.fmt(0.000123) == "0.000123" and frontier.fmt(1234.5) == "1,234" and frontier.fmt(35.0) == "35"
+
+
+def test_family_comparison_at_equal_input_length():
+    # at 1024: the best LED is led_large (40, 4 kWh), the only BigBird bigbird_large (50, energy unknown)
+    fam = frontier.families(GRID, COSTS)
+    assert len(fam) == 1
+    r = fam.iloc[0]
+    assert (r["seq_len"], r["a"], r["b"], r["difference"], r["more_accurate"]) == (1024, "led_large @ 1024", "bigbird_large @ 1024", 10, "bigbird_large @ 1024")
+    assert math.isnan(r["d_energy_kwh"])  # unknown stays unknown
+
+
+def test_overlapping_spreads_are_not_separable():
+    # two configurations of 3 seeds each: means 35 and 36 but spreads 33-37 and 34-38 overlap
+    confs = GRID.iloc[[0, 1]].assign(metric_value=[35.0, 36.0], metric_value_min=[33.0, 34.0], metric_value_max=[37.0, 38.0],
+                                     n_seeds=[3, 3])
+    steps = frontier.steps(confs, COSTS)
+    assert list(steps["separable"]) == [False]
+    assert "(1 of them not separable: the accuracy spreads overlap)" in frontier.comparison_summary(steps)[0]
+    (a,) = frontier.answer(confs, {"kwh": None}, COSTS)
+    assert a.best["label"] == "led_base @ 2048" and a.rivals == ["led_base @ 1024"]
+    assert "not separable from led_base @ 1024 by Rgm: their spreads over seeds overlap" in a.sentence
+    assert "Rgm is the mean of 3 seeds (34-38)" in a.sentence
+    fronts = {f.axis: f for f in frontier.frontiers(confs, COSTS)}
+    assert fronts["energy"].inseparable == [("led_base @ 1024", "led_base @ 2048")]
+    # apart: separable
+    apart = confs.assign(metric_value_min=[30.0, 36.5], metric_value_max=[34.0, 39.0])
+    assert list(frontier.steps(apart, COSTS)["separable"]) == [True] and frontier.answer(apart, {}, COSTS)[0].rivals == []
+
+
+def test_the_next_better_configuration_outside_the_budget_and_what_it_would_cost():
+    # within 2.2 kWh the answer is led_base@2048 (35); more accurate and outside: led_large@1024 (40, 4 kWh) and @2048 (38,
+    # 4 kWh): the nearer to the budget, ties by order, is led_large@1024; bigbird_large@1024 (50) has no energy figure
+    (a,) = frontier.answer(GRID, {"kwh": 2.2}, COSTS)
+    assert a.next_better["label"] == "led_large @ 1024"
+    assert a.beyond == ("The next better configuration on gov_report, outside the budget, is led_large @ 1024 (Rgm 40, +5): "
+                        "it would need 4 kWh of training energy (1.8x the limit).")
+    (a,) = frontier.answer(GRID, {"kwh": 100}, COSTS)  # everything measured fits: nothing better outside
+    assert a.next_better is None and a.beyond.startswith("No configuration outside the budget on gov_report is more accurate")

@@ -1,0 +1,63 @@
+"""Repeats -> configurations, runs -> experiments (groups), and the HTML tables, on small hand-made tables."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from report import configurations, render
+from report.collect import hardware_key
+
+
+def runs(rows):
+    """(model, seq_len, seed, rgm, kWh[, extra columns])"""
+    out = []
+    for model, seq, seed, rgm, kwh, *extra in rows:
+        r = {"label": f"{model} @ {seq} (seed {seed})", "status": "ok", "dataset": "synthetic", "metric": "rgm", "model": model,
+             "family": "led", "parameters": 1e6, "seq_len": seq, "seed": seed, "metric_value": rgm, "rgm": rgm, "energy_kwh": kwh,
+             "batch_size": 4, "effective_batch_size": 4, "devices": 1, "num_nodes": 1, "pretrained": False, "attn_impl": "hf",
+             "precision": "32-true", "strategy": "cpu", "corpus": "synthetic (n_train=32)", "training_budget": "100 steps",
+             "hardware": "unknown hardware", "contended": None, "run_dir": f"r/{model}{seq}{seed}"}
+        r.update(extra[0] if extra else {})
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+def test_seeds_of_one_configuration_are_one_row_with_n_mean_spread_and_std_from_three():
+    t = runs([("a", 128, 1, 30.0, 1.0), ("a", 128, 2, 34.0, 3.0), ("a", 128, 3, 32.0, 2.0), ("a", 256, 1, 50.0, 4.0),
+              ("a", 256, 2, 52.0, 6.0, {"contended": True})])
+    conf = configurations.aggregate(t).set_index("label")
+    assert list(conf.index) == ["a @ 128", "a @ 256"]
+    c = conf.loc["a @ 128"]
+    assert (c["n_seeds"], c["seeds"], c["rgm_mean"], c["rgm_min"], c["rgm_max"]) == (3, "1, 2, 3", 32.0, 30.0, 34.0)
+    assert c["rgm_std"] == pytest.approx(2.0) and c["energy_kwh_mean"] == pytest.approx(2.0) and c["metric_value"] == 32.0
+    d = conf.loc["a @ 256"]
+    assert d["n_seeds"] == 2 and math.isnan(d["rgm_std"]) and d["n_contended"] == 1  # std only where n >= 3
+    assert configurations.spread_text(c) == "32 (30-34, n=3, std 2)"
+
+
+def test_unlike_runs_are_separate_experiments_and_the_report_says_what_separates_them():
+    t = runs([("a", 128, 1, 30.0, 1.0), ("a", 128, 2, 31.0, 1.0, {"training_budget": "3 steps"}),
+              ("a", 128, 3, 31.0, 1.0, {"hardware": "1 x NVIDIA H200"})])
+    conf = configurations.aggregate(t)
+    assert len(conf) == 3 and set(conf["n_seeds"]) == {1}
+    assert sorted(conf["group"]) == ["synthetic [100 steps; 1 x NVIDIA H200]", "synthetic [100 steps; unknown hardware]",
+                                     "synthetic [3 steps; unknown hardware]"]
+    lines = configurations.separating(configurations.assign_groups(t))
+    assert lines == ["synthetic: 3 experiments, apart in training budget, hardware; each has its own table, figures, frontier and answer"]
+    pooled = configurations.aggregate(t.iloc[[0, 2]], pool_hardware=True)
+    assert len(pooled) == 1 and pooled["n_seeds"].iloc[0] == 2
+
+
+def test_hardware_key_from_provenance():
+    assert hardware_key(None) == "unknown hardware"
+    assert hardware_key({"gpu_names": ["NVIDIA H200", "NVIDIA H200"], "gpu_count": 2, "cpu_model": "Xeon"}) == "2 x NVIDIA H200"
+    assert hardware_key({"gpu_names": [], "gpu_count": 0, "cpu_model": "AMD EPYC 7B13"}) == "AMD EPYC 7B13 (CPU)"
+
+
+def test_html_tables_right_align_numbers_and_highlight_marked_rows():
+    html = render.styled_table(["configuration", "Rgm", "energy (kWh)"], [["a @ 128", "32 (30-34, n=3)", "~0.002"], ["b", "—", "1,234"]],
+                               ["answer", ""], "tx")
+    assert html.count("text-align: right") >= 1 and "background-color: #fff3c4" in html
+    assert "<th" in html and "configuration" in html and "a @ 128" in html
+    assert render._numeric_columns([["a @ 128", "32 (30-34, n=3)", "~0.002"], ["b", "—", "1,234"]]) == [1, 2]
