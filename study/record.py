@@ -32,6 +32,7 @@ COSTS = {
     "energy_checkpoint_kwh": "kWh",  # after each validation, until the next step: checkpoint saving
     "energy_gpu_kwh": "kWh",  # parts of energy_kwh
     "energy_cpu_kwh": "kWh",
+    "energy_train_gpu_kwh": "kWh",  # the training phase's GPU energy (nvml counter deltas): what avg_gpu_power_w divides
     "energy_ram_kwh": "kWh",
     "energy_inference_kwh": "kWh",  # infer runs: the generation pass
     "nvml_energy_kwh": "kWh",  # the GPUs' own total-energy counters over the same span as energy_kwh
@@ -84,7 +85,10 @@ def _atomic_write(path: Path, data: dict) -> None:
 def read(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / FILENAME
     with open(path) as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RecordError(f"{path} is not valid JSON ({type(e).__name__}: {e})") from None
     validate(data, str(path))
     return data
 
@@ -104,16 +108,22 @@ def validate(data: Any, origin: str = FILENAME) -> None:
             raise RecordError(f"{origin}: cost '{name}' needs value, unit and source")
 
 
-def update(run_dir: str | os.PathLike, **fields) -> dict:
-    """Merge fields into the run's metrics.json (costs merge key by key) and write it back atomically."""
+def update(run_dir: str | os.PathLike, replace_costs: bool = False, **fields) -> dict:
+    """Merge fields into the run's metrics.json (costs merge key by key, unless replace_costs: the ledger's
+    totals replace them) and write it back atomically. An unreadable record raises RecordError naming it."""
     path = Path(run_dir) / FILENAME
     data = {"schema": SCHEMA}
     if path.exists():
-        with open(path) as f:
-            data = json.load(f)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RecordError(f"{path} is not valid JSON ({type(e).__name__}: {e}); left as it is") from None
     costs = fields.pop("costs", None)
     data.update(fields)
-    if costs:
+    if replace_costs:
+        data["costs"] = dict(costs or {})
+    elif costs:
         data.setdefault("costs", {}).update(costs)
     validate(data, str(path))
     _atomic_write(path, data)
