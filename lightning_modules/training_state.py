@@ -123,6 +123,10 @@ class TrainingState(Checkpoint):
         self._trainer = trainer
 
     def on_train_start(self, trainer, pl_module):
+        # Lightning hands the training loader its saved state in setup_data, but configure_optimizers' call to
+        # estimated_stepping_batches runs setup_data before the state is restored, and a second call is skipped:
+        # without this the loader would start the epoch over (seen with Lightning 2.6.6)
+        trainer.fit_loop._load_combined_loader_states()
         if trainer.ckpt_path is not None and trainer.is_global_zero:
             log.info("resumed from step %d (%s)", trainer.global_step, trainer.ckpt_path)
 
