@@ -13,9 +13,11 @@ read-only disk never leaves a truncated checkpoint; a failed write removes its t
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -53,8 +55,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as e:
+            # torch's zip writer reports a full disk as a RuntimeError ("file write failed", "unexpected pos"):
+            # say what it was (measured before the partial file is removed)
+            full = isinstance(e, RuntimeError) and shutil.disk_usage(path.parent).free < 2**20
             tmp.unlink(missing_ok=True)
+            if full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
             raise
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
