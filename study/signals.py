@@ -111,7 +111,8 @@ class GracefulStop(Callback):
 
     def interrupted(self, step: int | None) -> Interrupted:
         """The Interrupted for the signal that stopped fit (requeueing first, for a pre-timeout signal)."""
-        requeued = self.signum in REQUEUE and requeue()
+        zero = self._trainer is None or self._trainer.is_global_zero  # one requeue per job, not one per rank
+        requeued = self.signum in REQUEUE and zero and requeue()
         return Interrupted(self.signum or signal.SIGTERM, step, requeued=requeued)
 
 
