@@ -239,11 +239,6 @@ def run_state(directory: Path) -> str:
     return "finished" if record.read(directory)["status"] == "ok" else "unfinished"
 
 
-def resumable(directory: Path) -> bool:
-    """An unfinished run that left a full training state behind."""
-    return (directory / "checkpoints" / "last.ckpt").exists() and not finished(directory)
-
-
 _SWEEP_FAILURES: list[int] = []
 
 
