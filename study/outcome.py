@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 from pytorch_lightning import Callback
-
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from callbacks import SpeedCallback, collect_costs
@@ -27,7 +26,7 @@ SCORES = ("rouge1", "rouge2", "rougeL", "rgm", "f1")
 
 def _best_checkpoint(trainer) -> str | None:
     for cb in trainer.checkpoint_callbacks:
-        if cb.monitor is not None and cb.best_model_path:
+        if getattr(cb, "monitor", None) is not None and getattr(cb, "best_model_path", None):  # not TrainingState
             return cb.best_model_path
     return None
 
