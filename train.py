@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_modules.batch_size import resolve_batch_size
 from lightning_modules.models import count_parameters, save_architecture
 from lightning_modules.trainer import build_trainer
-from study import checks, ddp, provenance, record
+from study import checks, ddp, provenance, record, signals
 from study.outcome import RecordOutcome
 from study.run import build, exit_unless_multirun, is_rank_zero, register_resolvers, run_job
 
@@ -69,8 +69,9 @@ def train(cfg: DictConfig, run_dir) -> str:
 
     # fine-tune with validation by generation, early stopping and best-checkpoint saving;
     # the outcome (scores, costs) is written by RecordOutcome from inside the run
-    trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
-    return "interrupted" if trainer.interrupted else "ok"
+    # a signal saves the training state and ends the run `interrupted` (study/signals.py)
+    signals.fit(trainer, module, datamodule=data, ckpt_path=cfg.ckpt_path)
+    return "ok"
 
 
 def data_parallel_devices(cfg) -> int:
@@ -101,8 +102,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from study.run import main_guard
+    from study.run import main_guard, sweep_exit_code
 
     main_guard(sys.argv[1:])
     register_resolvers()
     main()
+    sys.exit(sweep_exit_code())  # a multirun in which some job failed exits 1

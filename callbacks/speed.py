@@ -97,7 +97,8 @@ class SpeedCallback(PhaseCallback):
                     (samples - sum(w[1] for w in warm)) / (train_s - warm[0][0]) if done else None, "samples/s",
                     after if done else f"unknown: the run had no more than {self.warmup_steps} optimizer steps"),
             )
-            self.train_samples = samples
+            self.train_samples, self.train_tokens = samples, tokens
+            self.warmup_samples = sum(w[1] for w in warm) if None not in warm else None
         else:
             n = (getattr(pl_module, "last_scores", None) or {}).get("n_scored")
             seconds = self.seconds[INFERENCE]

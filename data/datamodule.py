@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.causal import CausalLayout
+from data.resumable import EpochShuffle, ResumableLoader
 from data.scrolls import group_references, load_rows
 from study.errors import StudyError
 
@@ -146,15 +147,21 @@ class ScrollsDataModule(pl.LightningDataModule):
         return batch
 
     def train_dataloader(self):
-        return DataLoader(
+        # resumable mid-epoch (data/resumable.py): Lightning saves and restores its position with the training state
+        loader = ResumableLoader(
             self.train_examples,
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(self.seed),
+            sampler=EpochShuffle(len(self.train_examples), self.seed),
             collate_fn=self.collate_train,
             num_workers=self.num_workers,
             drop_last=True,
         )
+        loader.position = self._batches_done_in_epoch
+        return loader
+
+    def _batches_done_in_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return 0 if trainer is None else trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def val_dataloader(self):
         return DataLoader(

@@ -125,6 +125,14 @@ class Seq2SeqModule(pl.LightningModule):
             return
         self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm)
 
+    # ---- resuming: the best validation so far travels with the training state ------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["study"] = {"best": self.best, "samples_seen": self.samples_seen}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("study") or {}
+        self.best, self.samples_seen = state.get("best"), int(state.get("samples_seen") or 0)
+
     # ---- validation by generation ---------------------------------------------------------------------------
     def predict_texts(self, batch) -> list[str]:
         return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast, self.family)

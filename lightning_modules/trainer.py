@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning import Callback
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 log = logging.getLogger(__name__)
 
 
 def loggers(cfg: DictConfig, run_dir: Path) -> list:
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+    from pytorch_lightning.loggers import TensorBoardLogger
 
-    out = [CSVLogger(save_dir=str(run_dir), name="logs", version="")]
+    # flushed at every logging step, so a killed run keeps its rows up to the kill
+    out = [AppendingCSVLogger(save_dir=str(run_dir), name="logs", version="", flush_logs_every_n_steps=1)]
     tensorboard = cfg.get("logger", {}).get("tensorboard", "auto")
     if tensorboard is True or (tensorboard == "auto" and importlib.util.find_spec("tensorboard") is not None):
         out.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="", default_hp_metric=False))
     return out
+
+
+class _AppendingWriter(ExperimentWriter):
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        if os.path.isfile(self.metrics_file_path):  # the earlier segments' columns stay in the header
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+    def _check_log_dir_exists(self) -> None:
+        pass  # Lightning deletes an existing metrics.csv here; a resumed run appends to it instead
+
+
+class AppendingCSVLogger(CSVLogger):
+    """logs/metrics.csv across segments: a resumed run appends its rows, the earlier segments' stay."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def strategy(cfg: DictConfig):
@@ -34,18 +63,21 @@ def strategy(cfg: DictConfig):
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None = None):
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.callbacks import Checkpoint
+
+    from lightning_modules.training_state import AtomicCheckpointIO, StopOnDivergence
+    from study.signals import GracefulStop
 
     from study.run import build  # our own errors (a bad callback setting) stay one line
 
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None]
-    callbacks += [ValidateOnLastStep(), *(extra_callbacks or [])]
+    callbacks += [ValidateOnLastStep(), StopOnDivergence(), GracefulStop(), *(extra_callbacks or [])]
     if cfg.strategy.backend == "ddp_spawn":
         from study.ddp import LeaveTogether
 
         callbacks.append(LeaveTogether())
     # `~callbacks.best_checkpoint ~callbacks.last_checkpoint` means no checkpoints, not Lightning's default one
-    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    checkpointing = any(isinstance(c, Checkpoint) for c in callbacks)
     # validation every data.val_every_steps optimizer steps; Lightning counts batches
     val_every = int(cfg.data.val_every_steps) * int(cfg.trainer.accumulate_grad_batches)
     return instantiate(
@@ -56,6 +88,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None =
         default_root_dir=str(run_dir),
         val_check_interval=val_every,
         enable_checkpointing=checkpointing,
+        plugins=[AtomicCheckpointIO()],  # no truncated checkpoint, whatever stops a write
     )
 
 

@@ -32,6 +32,7 @@ COSTS = {
     "energy_checkpoint_kwh": "kWh",  # after each validation, until the next step: checkpoint saving
     "energy_gpu_kwh": "kWh",  # parts of energy_kwh
     "energy_cpu_kwh": "kWh",
+    "energy_train_gpu_kwh": "kWh",  # the training phase's GPU energy (nvml counter deltas): what avg_gpu_power_w divides
     "energy_ram_kwh": "kWh",
     "energy_inference_kwh": "kWh",  # infer runs: the generation pass
     "nvml_energy_kwh": "kWh",  # the GPUs' own total-energy counters over the same span as energy_kwh
@@ -47,7 +48,7 @@ COSTS = {
     "train_samples_per_s": "samples/s",  # training samples over train_time_excl_validation_s, all ranks
     "warmup_time_s": "s",  # the first few optimizer steps (compile and warm-up), part of the training time
     "steady_train_samples_per_s": "samples/s",  # training samples/s over the steps after the warm-up steps
-    # one-time and steady-state energy (callbacks/energy.py, callbacks/steady.py): warm-up + steady = energy_train_kwh
+    # one-time and steady-state energy (callbacks/energy.py, callbacks/derived.py): warm-up + steady = energy_train_kwh
     "warmup_energy_kwh": "kWh",  # the first warmup_steps optimizer steps (compile, graph capture, warm-up)
     "warmup_samples": "samples",  # training samples of those steps, all ranks
     "steady_joules_per_sample": "J/sample",  # training energy after the warm-up per training sample after it
@@ -90,7 +91,10 @@ def _atomic_write(path: Path, data: dict) -> None:
 def read(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / FILENAME
     with open(path) as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RecordError(f"{path} is not valid JSON ({type(e).__name__}: {e})") from None
     validate(data, str(path))
     return data
 
@@ -110,16 +114,22 @@ def validate(data: Any, origin: str = FILENAME) -> None:
             raise RecordError(f"{origin}: cost '{name}' needs value, unit and source")
 
 
-def update(run_dir: str | os.PathLike, **fields) -> dict:
-    """Merge fields into the run's metrics.json (costs merge key by key) and write it back atomically."""
+def update(run_dir: str | os.PathLike, replace_costs: bool = False, **fields) -> dict:
+    """Merge fields into the run's metrics.json (costs merge key by key, unless replace_costs: the ledger's
+    totals replace them) and write it back atomically. An unreadable record raises RecordError naming it."""
     path = Path(run_dir) / FILENAME
     data = {"schema": SCHEMA}
     if path.exists():
-        with open(path) as f:
-            data = json.load(f)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RecordError(f"{path} is not valid JSON ({type(e).__name__}: {e}); left as it is") from None
     costs = fields.pop("costs", None)
     data.update(fields)
-    if costs:
+    if replace_costs:
+        data["costs"] = dict(costs or {})
+    elif costs:
         data.setdefault("costs", {}).update(costs)
     validate(data, str(path))
     _atomic_write(path, data)

@@ -160,7 +160,7 @@ def test_inference_phase_for_validate_only_runs(tmp_path):
     assert costs["energy_inference_kwh"]["value"] > 0 and "energy_kwh" not in costs
 
 
-# ---- one-time and steady-state energy (callbacks/steady.py) ------------------------------------------------
+# ---- one-time and steady-state energy (callbacks/derived.py) ------------------------------------------------
 def test_warm_up_energy_and_steady_rates_add_up_to_the_training_energy(fitted):
     _, _, c = fitted
     warm, train = c["warmup_energy_kwh"]["value"], c["energy_train_kwh"]["value"]

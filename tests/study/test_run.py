@@ -1,12 +1,14 @@
 """Run status bookkeeping: every way a run can end leaves a clear record in its own directory."""
 
+import errno
 import json
+import signal
 
 import pytest
 import torch
 
 from study import record
-from study.errors import StudyError
+from study.errors import Interrupted, RunFailed, StudyError
 from study.run import _job_dir, check_argv, guarded
 
 
@@ -51,9 +53,47 @@ def test_interrupt_is_recorded_then_stops_the_command(tmp_path):
     def body(d):
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as e:
         guarded(tmp_path, "train", body)
-    assert _status(tmp_path)["status"] == "interrupted"
+    assert e.value.code == 130 and _status(tmp_path)["status"] == "interrupted"
+
+
+def test_a_signal_is_recorded_with_its_step_then_exits_128_plus_its_number(tmp_path):
+    def body(d):
+        raise Interrupted(signal.SIGTERM, step=7)
+
+    with pytest.raises(SystemExit) as e:
+        guarded(tmp_path, "train", body)
+    rec = _status(tmp_path)
+    assert e.value.code == 143 and rec["status"] == "interrupted" and rec["error"] == "SIGTERM at step 7"
+
+
+def test_a_run_that_cannot_go_on_is_failed_with_its_line(tmp_path, capsys):
+    def body(d):
+        raise RunFailed("loss nan at step 4")
+
+    assert guarded(tmp_path, "train", body) == 1
+    assert _status(tmp_path)["error"] == "loss nan at step 4" and _status(tmp_path)["status"] == "failed"
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_is_failed_no_space_left_on_device(tmp_path, capsys):
+    def body(d):
+        raise OSError(errno.ENOSPC, "No space left on device", str(d / "checkpoints" / "last.ckpt"))
+
+    assert guarded(tmp_path, "train", body) == 1
+    rec = _status(tmp_path)
+    assert rec["status"] == "failed" and rec["error"].startswith("no space left on device: ") and "last.ckpt" in rec["error"]
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {rec['error']}"]
+
+
+def test_a_corrupt_record_is_one_line_naming_it_and_is_left_as_it_is(tmp_path):
+    (tmp_path / "metrics.json").write_text('{"schema": 1, "kind": "tr')
+    with pytest.raises(record.RecordError, match=f"{tmp_path / 'metrics.json'} is not valid JSON"):
+        record.update(tmp_path, status="ok")
+    with pytest.raises(record.RecordError, match="is not valid JSON"):
+        record.read(tmp_path)
+    assert (tmp_path / "metrics.json").read_text() == '{"schema": 1, "kind": "tr'
 
 
 def test_body_can_report_its_own_outcome(tmp_path):

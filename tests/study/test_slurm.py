@@ -61,6 +61,7 @@ def test_the_submission_for_each_sweep_job(slurm_cfg, monkeypatch, tmp_path):
     assert [list(o) for o in overrides] == jobs  # one SLURM array task per job, with that job's own overrides
     slurm = captured["executor"]._executor
     script = slurm._make_submission_file_text("python -u -m submitit.core._submit FOLDER", "UID")
-    for line in ("#SBATCH --nodes=1", "#SBATCH --gpus-per-node=8", "#SBATCH --ntasks-per-node=8", "#SBATCH --partition=gpu", "#SBATCH --time=4320"):
+    for line in ("#SBATCH --nodes=1", "#SBATCH --gpus-per-node=8", "#SBATCH --ntasks-per-node=8", "#SBATCH --partition=gpu", "#SBATCH --time=4320",
+                 "#SBATCH --signal=USR2@300"):  # the pre-timeout signal the job saves its state and requeues on
         assert line in script, line
     assert "srun" in script and "submitit.core._submit" in script
