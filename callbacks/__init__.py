@@ -39,7 +39,7 @@ def collect_costs(trainer) -> tuple[dict, dict]:
             "samples": getattr(speed, "train_samples", None), "tokens": getattr(speed, "train_tokens", None),
             "warmup_samples": getattr(speed, "warmup_samples", None),
         }
-        costs.update(derive({**costs, **extra["counts"]}))
+        costs.update(derive({**costs, **extra["counts"], "warmup_steps": speed.warmup_steps}))
     attribution = cpu_attribution(energy, utilization)
     if attribution is not None:
         extra["cpu_attribution"] = attribution

@@ -37,12 +37,13 @@ def derive(additive: dict) -> dict:
     # steady-state energy: the training phase after its warm-up steps, the one-time cost taken out, so that
     # warmup_energy_kwh + steady_joules_per_sample x steady samples = energy_train_kwh
     e_warm = _v(additive, "warmup_energy_kwh")
+    n_warm = additive.get("warmup_steps")  # one segment's count; a ledger total names none
     if e is None:
         why = "unknown: training energy not measured"
     elif e_warm is None:
-        why = "unknown: warm-up energy not measured (the run had no more optimizer steps than its warm-up)"
+        why = f"unknown: warm-up energy not measured (the run had fewer than {n_warm or 'its warm-up'} optimizer steps)"
     elif not steady_ok or samples <= warm_n:
-        why = "unknown: no optimizer steps after the warm-up steps"
+        why = f"unknown: no optimizer steps after the first {n_warm}" if n_warm else "unknown: no optimizer steps after the warm-up steps"
     else:
         why = None
     steady_j = (e - e_warm) * KWH if why is None else None

@@ -8,6 +8,7 @@ Anything that cannot be read is null, never a guess; collecting provenance never
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import socket
 import subprocess
@@ -56,8 +57,8 @@ def _git(*args: str) -> str | None:
 def git_state() -> tuple[str | None, bool | None]:
     """(commit, whether tracked files differ from it). Untracked files (run outputs) do not make the tree dirty."""
     commit = _safe(lambda: _git("rev-parse", "HEAD"))
-    if not commit:
-        return None, None
+    if not commit:  # a copy of the tree without .git (a cluster's scratch, the lent GPU): the commit it was made from
+        return os.environ.get("STUDY_GIT_COMMIT") or None, None
     status = _safe(lambda: _git("status", "--porcelain", "--untracked-files=no"))
     return commit, (None if status is None else bool(status))
 

@@ -85,3 +85,12 @@ def test_git_that_hangs_is_cut_short(monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", hang)
     assert provenance.git_state() == (None, None)
+
+
+def test_a_tree_without_git_takes_its_commit_from_the_environment(monkeypatch):
+    # a copy of the tree with no .git (a cluster's scratch, the lent GPU machine): STUDY_GIT_COMMIT names the commit
+    monkeypatch.setattr(provenance, "_git", lambda *a: None)
+    monkeypatch.setenv("STUDY_GIT_COMMIT", "abc123")
+    assert provenance.git_state() == ("abc123", None)
+    monkeypatch.delenv("STUDY_GIT_COMMIT")
+    assert provenance.git_state() == (None, None)
