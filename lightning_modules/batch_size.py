@@ -3,6 +3,8 @@ or the largest that fits one device (`auto`), optionally within a memory cap (`b
 
 from __future__ import annotations
 
+import gc
+import itertools
 import logging
 from typing import NamedTuple
 
@@ -11,6 +13,10 @@ import torch
 from study.errors import StudyError
 
 log = logging.getLogger(__name__)
+# The probe's one step is leaner than a real run's (seen on the H200, 2026-12-01: led_base fp32 at 4096 tokens,
+# batch 24 passed the probe and ran out of memory in training, 12.8 GiB of the card reserved but unallocated):
+# a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free.
+HEADROOM = 0.10
 
 
 class PaperBatch(NamedTuple):
@@ -64,11 +70,16 @@ def paper_batch_size(table: dict, task: str, model_name: str, seq_len: int, devi
 
 def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> float | None:
     """One forward, backward and AdamW step at full length: the memory a training step really needs.
-    Returns torch's peak reserved memory in GiB (weights, gradients, optimizer state and activations), or None
-    when the step ran out of memory."""
+    Returns its peak in GiB (weights, gradients, optimizer state and activations), or None when the step ran out
+    of memory. Counted as this model's own weights plus what the step allocated on top of what was already there:
+    memory another job of the same process left behind (a multirun) is not this model's."""
     vocab = model.config.vocab_size
     opt = None
     try:
+        gc.collect()
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated(device)
+        own = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()) if t.device == device)
         torch.cuda.reset_peak_memory_stats(device)
         if model.config.is_encoder_decoder:
             ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len), device=device)
@@ -87,7 +98,7 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
         loss.backward()
         opt.step()
         torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_reserved(device) / 2**30
+        return (torch.cuda.max_memory_allocated(device) - before + own) / 2**30
     except torch.OutOfMemoryError:
         return None
     finally:
@@ -124,9 +135,11 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
         log.warning("batch_size_memory_gib=%g is not below this GPU's %.1f GiB: the cap changes nothing", cap, card)
     model.to(device).train()
 
+    budget = (card if cap is None else min(cap, card)) * (1 - HEADROOM)
+
     def fits(size: int) -> bool:
         peak = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first)
-        return peak is not None and (cap is None or peak <= cap)
+        return peak is not None and peak <= budget
 
     good, bad = 0, None
     size = 1

@@ -56,9 +56,11 @@ def _git(*args: str) -> str | None:
 
 def git_state() -> tuple[str | None, bool | None]:
     """(commit, whether tracked files differ from it). Untracked files (run outputs) do not make the tree dirty."""
+    if os.environ.get("STUDY_GIT_COMMIT"):  # a copy of the tree whose .git is missing or not its own: told, not read
+        return os.environ["STUDY_GIT_COMMIT"], None
     commit = _safe(lambda: _git("rev-parse", "HEAD"))
-    if not commit:  # a copy of the tree without .git (a cluster's scratch, the lent GPU): the commit it was made from
-        return os.environ.get("STUDY_GIT_COMMIT") or None, None
+    if not commit:
+        return None, None
     status = _safe(lambda: _git("status", "--porcelain", "--untracked-files=no"))
     return commit, (None if status is None else bool(status))
 
