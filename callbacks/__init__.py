@@ -13,7 +13,7 @@ from callbacks.speed import SpeedCallback
 from callbacks.utilization import UtilizationCallback
 from study.record import measurement
 
-__all__ = ["EnergyCallback", "SpeedCallback", "UtilizationCallback", "collect_costs"]
+__all__ = ["EnergyCallback", "SpeedCallback", "UtilizationCallback", "collect_costs", "train_gpu_energy"]
 
 
 def collect_costs(trainer) -> tuple[dict, dict]:
@@ -33,8 +33,7 @@ def collect_costs(trainer) -> tuple[dict, dict]:
         if isinstance(cb, UtilizationCallback):
             utilization = cb
     if energy is not None and speed is not None and "train_time_excl_validation_s" in costs:
-        costs["energy_train_gpu_kwh"] = measurement(
-            getattr(energy, "train_gpu_energy_kwh", None), "kWh", "measured: nvml counter deltas over the training phase")
+        costs["energy_train_gpu_kwh"] = train_gpu_energy(energy)
         extra["counts"] = {
             "samples": getattr(speed, "train_samples", None), "tokens": getattr(speed, "train_tokens", None),
             "warmup_samples": getattr(speed, "warmup_samples", None),
@@ -44,6 +43,11 @@ def collect_costs(trainer) -> tuple[dict, dict]:
     if attribution is not None:
         extra["cpu_attribution"] = attribution
     return costs, extra
+
+
+def train_gpu_energy(energy) -> dict:
+    """energy_train_gpu_kwh: the training phase's GPU energy (what avg_gpu_power_w divides), after finish or so_far."""
+    return measurement(getattr(energy, "train_gpu_energy_kwh", None), "kWh", "measured: nvml counter deltas over the training phase")
 
 
 def cpu_attribution(energy, utilization) -> dict | None:

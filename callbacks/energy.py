@@ -12,6 +12,8 @@ the training phase the same way, by a counter read and a timestamp at their end 
 `tracking_mode` is CodeCarbon's CPU scope: "machine" charges every process's CPU load on the machine to the run,
 "process" only this process's. Node figures are summed across nodes. A tracker that cannot start never stops
 training: one warning, and its figures are recorded as unknown (null), never zero.
+`so_far` gives the figures up to now without stopping the tracker (one CodeCarbon reading, at each validation),
+so that a segment killed later still has the energy up to its last saved state.
 (The paper's code summed sampled watts and called it kWh; here energy is integrated power over time.)
 """
 
@@ -175,24 +177,55 @@ class EnergyCallback(PhaseCallback):
         if self._leader:
             self.close()
             data = self.span.get("codecarbon") if self.problem is None else None
-            gpu_seen = any(type(h).__name__ == "GPU" for h in getattr(self.tracker, "_hardware", []) or [])
-            node = {
-                "phases": self.phases,
-                "warm": self.warm,
-                "seconds": self.span.get("t1", 0) - self.span.get("t0", 0),
-                "nvml_mj": None if self.span.get("nvml0") is None or self.span.get("nvml1") is None else self.span["nvml1"] - self.span["nvml0"],
-                "gpu_in_use": self.nvml is not None,
-                "cc": None if data is None else {
-                    "energy": data.energy_consumed, "cpu": data.cpu_energy, "ram": data.ram_energy,
-                    "gpu": data.gpu_energy if (gpu_seen or self.nvml is None) else None,
-                },
-                "cpu_source": _cpu_source(self.tracker) if self.tracker is not None else None,
-                "problem": self.problem or ("energy callback disabled" if not self.enabled else None),
-            }
+            cc = None if data is None else {"energy": data.energy_consumed, "cpu": data.cpu_energy, "ram": data.ram_energy,
+                                            "gpu": data.gpu_energy}
+            node = self._node(self.phases, self.span.get("t1", 0), self.span.get("nvml1"), cc, self.problem)
         nodes = [n for n in gather_objects(node, trainer) if n is not None]  # one per node
         self.results = self._combine(nodes, fitting)
 
-    def _combine(self, nodes: list[dict], fitting: bool) -> dict:
+    def so_far(self, trainer) -> dict:
+        """The training segment's energy up to now, split by phase exactly as `finish` splits it, without stopping
+        the tracker: one CodeCarbon reading of each device (what its `flush` does, without writing a row to
+        emissions.csv) and one NVML counter read. Meant for once per validation, not per step. A collective like
+        `finish` (every rank calls it; node figures are gathered and summed)."""
+        node = None
+        if self._leader and self.span and "t1" not in self.span:
+            t, e = time.perf_counter(), self._nvml_mj()
+            phases = {k: dict(v) for k, v in self.phases.items()}
+            if self._phase is not None:  # the phase open now, up to now
+                acc = phases.setdefault(self._phase, {"seconds": 0.0, "nvml_mj": 0.0})
+                acc["seconds"] += t - self._t0
+                acc["nvml_mj"] = None if (e is None or self._e0 is None or acc["nvml_mj"] is None) else acc["nvml_mj"] + e - self._e0
+            cc, problem = None, self.problem
+            if self.tracker is not None and problem is None:
+                try:
+                    tr = self.tracker
+                    tr._measure_power_and_energy_if_stale()  # energy since its last scheduled reading
+                    cc = {"energy": tr._total_energy.kWh, "cpu": tr._total_cpu_energy.kWh, "ram": tr._total_ram_energy.kWh,
+                          "gpu": tr._total_gpu_energy.kWh}
+                except Exception as err:  # noqa: BLE001 - a snapshot never stops training nor the tracker
+                    problem = f"{type(err).__name__}: {err}"
+            node = self._node(phases, t, e, cc, problem)
+        nodes = [n for n in gather_objects(node, trainer) if n is not None]
+        return self._combine(nodes, fitting=True, check=False)
+
+    def _node(self, phases: dict, t1: float, nvml1: float | None, cc: dict | None, problem: str | None) -> dict:
+        """One node's figures from the tracker's start to `t1`: what `_combine` sums across nodes and splits by phase."""
+        gpu_seen = any(type(h).__name__ == "GPU" for h in getattr(self.tracker, "_hardware", []) or [])
+        if cc is not None and not (gpu_seen or self.nvml is None):
+            cc = dict(cc, gpu=None)
+        return {
+            "phases": phases,
+            "warm": self.warm,
+            "seconds": t1 - self.span.get("t0", 0) if self.span else 0,
+            "nvml_mj": None if self.span.get("nvml0") is None or nvml1 is None else nvml1 - self.span["nvml0"],
+            "gpu_in_use": self.nvml is not None,
+            "cc": cc,
+            "cpu_source": _cpu_source(self.tracker) if self.tracker is not None else None,
+            "problem": problem or ("energy callback disabled" if not self.enabled else None),
+        }
+
+    def _combine(self, nodes: list[dict], fitting: bool, check: bool = True) -> dict:
         gpu_in_use = any(n["gpu_in_use"] for n in nodes)
         problem = next((n["problem"] for n in nodes if n["problem"]), None) if nodes else "no node measured"
         known = bool(nodes) and all(n["cc"] is not None for n in nodes)
@@ -262,7 +295,8 @@ class EnergyCallback(PhaseCallback):
             nvml_kwh, "kWh",
             "measured: nvml total-energy counter over the tracker's span" if gpu_in_use else "not applicable: no GPU in use",
         )
-        self.cross_check = self._cross_check(gpu, nvml_kwh)
+        if check:  # at the end, not at every snapshot
+            self.cross_check = self._cross_check(gpu, nvml_kwh)
         # what power efficiency divides by: the training phase's energy, and its GPU part
         self.train_energy_kwh = energy([TRAIN]) if fitting and known else None
         gpu_train_mj = [n["phases"].get(TRAIN, {}).get("nvml_mj") for n in nodes]

@@ -43,11 +43,18 @@ def open_segment(start_step: int) -> dict:
 
 
 def close_killed(segments: list[dict], resumed_step: int | None) -> list[dict]:
-    """A segment left `running` by a process that died: its work counts up to the state it last saved."""
+    """A segment left `running` by a process that died: its work counts up to the state it last saved, and its
+    costs are those of its last snapshot (taken at each validation, just before the state is saved); what it
+    spent after that is lost work, in no figure."""
     out = []
     for seg in segments:
         if seg.get("ended") == "running":
             seg = dict(seg, ended="killed")
+            kept = ("the last saved state" if resumed_step is None or resumed_step == seg["end_step"]
+                    else f"the run resumed from step {resumed_step}")
+            note = f" ({kept}; the segment was killed: what it spent after that is lost work)"
+            seg["costs"] = {k: dict(m, source=m["source"] + note) if isinstance(m, dict) and m.get("value") is not None else m
+                            for k, m in (seg.get("costs") or {}).items()}
             if resumed_step is not None and resumed_step >= seg["start_step"]:
                 per_step = seg["samples"] / seg["steps"] if seg.get("steps") else None
                 seg["end_step"], seg["steps"] = resumed_step, resumed_step - seg["start_step"]
@@ -69,6 +76,7 @@ def totals(segments: list[dict]) -> dict:
     names = [k for seg in segments for k in seg.get("costs", {})]
     names = list(dict.fromkeys(names))
     additive = {}
+    killed = [i for i, seg in enumerate(segments) if seg.get("ended") == "killed"]
     for name in names:
         ms = [seg.get("costs", {}).get(name) for seg in segments]
         unit = next(m["unit"] for m in ms if m)
@@ -76,7 +84,10 @@ def totals(segments: list[dict]) -> dict:
             values = [m["value"] if m else None for m in ms]
             total = _sum(values)
             missing = [i for i, v in enumerate(values) if v is None]
-            source = next(m["source"] for m in ms if m and m["value"] is not None) if total is not None else None
+            # the latest segment's source; a killed one's figures end at its last snapshot
+            source = next(m["source"] for m in reversed(ms) if m and m["value"] is not None) if total is not None else None
+            if total is not None and killed:
+                source += f"; segment(s) {', '.join(map(str, killed))} killed: counted up to their last saved state"
             additive[name] = measurement(
                 total, unit, f"sum over {len(segments)} segment(s): {source}" if total is not None
                 else f"unknown: segment {missing[0]} has no figure ({(ms[missing[0]] or {}).get('source', KILLED)})")

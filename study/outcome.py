@@ -14,7 +14,7 @@ from pathlib import Path
 from pytorch_lightning import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from callbacks import SpeedCallback, collect_costs
+from callbacks import EnergyCallback, SpeedCallback, collect_costs, train_gpu_energy
 from callbacks.phases import PhaseCallback
 from callbacks.speed import CLOCK
 from study import ledger, provenance, record
@@ -64,11 +64,12 @@ class RecordOutcome(Callback):
         self.segment = ledger.open_segment(trainer.global_step)
         record.update(self.run_dir, segments=segments + [self.segment], costs=ledger.totals(segments), replace_costs=True)
 
-    def _snapshot(self, trainer, ended: str, costs: dict | None = None, counts: dict | None = None) -> dict:
+    def _snapshot(self, trainer, ended: str, costs: dict | None = None, counts: dict | None = None,
+                  energy: dict | None = None) -> dict:
         seg = dict(self.segment, end=ledger.now(), ended=ended, end_step=int(trainer.global_step))
         seg["steps"] = seg["end_step"] - seg["start_step"]
         seg["samples"] = seg["steps"] * self._effective_batch(trainer)  # optimizer steps x effective batch
-        if costs is None:  # at a validation: the clock so far; energy only when the segment ends
+        if costs is None:  # at a validation: the clock and the energy so far (`energy`: EnergyCallback.so_far)
             speed = next((cb for cb in trainer.callbacks if isinstance(cb, SpeedCallback)), None)
             costs = {}
             if speed is not None:
@@ -81,6 +82,8 @@ class RecordOutcome(Callback):
                 }
                 if speed.warm is not None:  # rank 0's warm-up (ranks step together), samples from every rank
                     costs["warmup_time_s"] = measurement(speed.warm[0], "s", CLOCK + ", the first warm-up optimizer steps")
+            at = f"; up to the validation at step {seg['end_step']}"
+            costs.update({k: dict(m, source=m["source"] + at) for k, m in (energy or {}).items()})
             counts = {"samples": seg["samples"],
                       "warmup_samples": speed.warm[1] * trainer.world_size if speed is not None and speed.warm else None}
         seg["costs"] = costs
@@ -136,9 +139,15 @@ class RecordOutcome(Callback):
             log.warning("could not record the segment's costs: %s", e)
 
     def on_validation_end(self, trainer, pl_module):
-        if trainer.state.fn == "fit" and not trainer.sanity_checking and trainer.is_global_zero and getattr(self, "segment", None):
-            # the ledger so far, in case this process is killed before the segment ends
-            self._write_segment(trainer, self._snapshot(trainer, "running"), global_step=trainer.global_step)
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            # the ledger so far, in case this process is killed before the segment ends: runs just before the
+            # training state is saved (TrainingState saves in its on_validation_end, after every other callback's)
+            energy = next((cb for cb in trainer.callbacks if isinstance(cb, EnergyCallback)), None)
+            so_far = {}
+            if energy is not None:  # every rank: the node figures are gathered, as at the segment's end
+                so_far = dict(energy.so_far(trainer), energy_train_gpu_kwh=train_gpu_energy(energy))
+            if trainer.is_global_zero and getattr(self, "segment", None):
+                self._write_segment(trainer, self._snapshot(trainer, "running", energy=so_far), global_step=trainer.global_step)
         if trainer.state.fn == "fit" or trainer.sanity_checking:
             return
         costs, extra = collect_costs(trainer)  # the generation pass's energy, speed and utilisation

@@ -255,8 +255,16 @@ def test_a_run_killed_after_its_second_validation_resumes_on_the_same_loss_curve
     assert sum(s["samples"] for s in segs) == rec["samples_seen"]
     for key in ("train_time_s", "train_time_excl_validation_s", "validation_time_s"):
         assert rec["costs"][key]["value"] == pytest.approx(sum(s["costs"][key]["value"] for s in segs))
-    assert rec["costs"]["energy_kwh"]["value"] is None  # the killed segment's energy is unknown, not zero
-    assert segs[1]["costs"]["energy_kwh"]["value"] > 0
+    # the killed segment's energy is its last snapshot's (step 4, just before the state it resumed from was saved)
+    killed = segs[0]["costs"]
+    for key in ("energy_kwh", "energy_train_kwh", "energy_validation_kwh", "energy_cpu_kwh", "energy_ram_kwh"):
+        assert killed[key]["value"] > 0, (key, killed[key])
+        assert "up to the validation at step 4 (the last saved state; the segment was killed" in killed[key]["source"]
+        assert rec["costs"][key]["value"] == pytest.approx(sum(s["costs"][key]["value"] for s in segs), rel=1e-9)
+    assert killed["energy_train_kwh"]["value"] + killed["energy_validation_kwh"]["value"] + killed["energy_checkpoint_kwh"]["value"] \
+        == pytest.approx(killed["energy_kwh"]["value"], rel=1e-3)  # split by phase as at a segment's end (gaps between phases aside)
+    assert "segment(s) 0 killed: counted up to their last saved state" in rec["costs"]["energy_kwh"]["source"]
+    assert segs[1]["costs"]["energy_kwh"]["value"] > 0 and rec["costs"]["joules_per_sample"]["value"] > 0
     # the loss curve: every step of both segments equals the uninterrupted run's (no dropout in led_tiny)
     assert _losses(run) == _losses(uninterrupted) and len(_losses(run)) == 6
     assert rec["rgm"] == base["rgm"]

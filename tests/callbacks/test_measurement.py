@@ -262,3 +262,53 @@ def test_contention_is_other_processes_share_of_the_machine(monkeypatch):
     assert cpu_share([40.0, 44.0], [35.0, 37.0], 10)["contended"] is False  # others: 6 points
     assert cpu_share([40.0, 44.0], [35.0, 37.0], 5)["contended"] is True
     assert cpu_share([], [], 10) == {"process_cpu_pct": None, "machine_cpu_pct": None, "contended": None}  # unknown, not "no"
+
+
+# ---- the energy so far, at each validation (what a killed segment keeps: study/ledger.py) -------------------
+class SoFar(pl.Callback):
+    """Takes EnergyCallback.so_far at each validation's end, as study.outcome.RecordOutcome does."""
+
+    def __init__(self):
+        self.snapshots, self.measurements = [], []
+
+    def on_validation_end(self, trainer, pl_module):
+        energy = next(cb for cb in trainer.callbacks if isinstance(cb, EnergyCallback))
+        tracker, calls = energy.tracker, []
+        if tracker is not None:
+            real = tracker._do_measurements
+            tracker._do_measurements = lambda: (calls.append(1), real())[1]
+        self.snapshots.append(energy.so_far(trainer))
+        if tracker is not None:
+            del tracker._do_measurements
+        self.measurements.append(len(calls))
+
+
+def test_the_energy_so_far_is_split_as_at_the_end_without_stopping_the_tracker(tmp_path):
+    so_far = SoFar()
+    trainer, _ = _fit(tmp_path, [EnergyCallback(measure_power_secs=1, output_dir=str(tmp_path)), SpeedCallback(warmup_steps=2), so_far])
+    final, _ = collect_costs(trainer)
+    first, second = so_far.snapshots
+    assert set(first) == {k for k in final if k.endswith("_kwh") and k != "energy_train_gpu_kwh"}  # the same figures
+    assert 0 < first["energy_kwh"]["value"] < second["energy_kwh"]["value"] <= final["energy_kwh"]["value"]
+    assert first["energy_kwh"]["source"] == final["energy_kwh"]["source"]  # measured the same way
+    for snap in (first, second):  # split by phase as at the end: the phases (the open one up to now) fill the span
+        phases = sum(snap[f"energy_{p}_kwh"]["value"] for p in ("train", "validation", "checkpoint"))
+        assert 0.8 * snap["energy_kwh"]["value"] <= phases <= snap["energy_kwh"]["value"] * (1 + 1e-9)
+        assert snap["warmup_energy_kwh"]["value"] > 0 and snap["energy_gpu_kwh"]["value"] is None
+    # at most one CodeCarbon reading per snapshot (none if its scheduler read within the last 50 ms), never one per step
+    assert len(so_far.measurements) == 2 and all(n <= 1 for n in so_far.measurements)
+    assert (tmp_path / "emissions.csv").read_text().count("\n") == 2  # header + the one row that stop() writes: no flush
+
+
+def test_the_energy_so_far_of_a_tracker_that_never_started_is_unknown(tmp_path, monkeypatch):
+    import codecarbon
+
+    class Broken:
+        def __init__(self, *a, **k):
+            raise RuntimeError("no such CPU")
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", Broken)
+    so_far = SoFar()
+    _fit(tmp_path, [EnergyCallback(output_dir=str(tmp_path)), SpeedCallback(), so_far])
+    snap = so_far.snapshots[-1]
+    assert snap["energy_kwh"]["value"] is None and snap["energy_kwh"]["source"].startswith("unknown: codecarbon did not measure")
