@@ -68,7 +68,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: in
     encoder_attention = spec.prepare_for_length(model, seq_len)
     module = Seq2SeqModule(
         model, tokenizer, data.task, spec.global_attention_on_first_token, spec.attn_impl,
-        generation=OmegaConf.to_container(generation, resolve=True),
+        generation=OmegaConf.to_container(generation, resolve=True), pegasus_newlines=spec.pegasus_newlines,
     )
     identity = dict(
         identity, kind="infer", seq_len=seq_len, data=data_cfg.name, task=data.task, encoder_attention=encoder_attention,

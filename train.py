@@ -48,7 +48,7 @@ def train(cfg: DictConfig, run_dir) -> str:
     )
     module = build(
         cfg.module, model=model, tokenizer=tokenizer, task=data.task,
-        global_attention_on_first_token=spec.global_attention_on_first_token,
+        global_attention_on_first_token=spec.global_attention_on_first_token, pegasus_newlines=spec.pegasus_newlines,
     )
     identity = dict(
         model=spec.name, family=spec.family, parameters=count_parameters(model), pretrained=spec.pretrained,

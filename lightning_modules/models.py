@@ -83,6 +83,15 @@ class ModelSpec:
         """BigBird switches itself to full attention for good on a short batch; inputs are always padded to seq_len."""
         return self.family == "bigbird_pegasus"
 
+    @property
+    def pegasus_newlines(self) -> bool:
+        """Pegasus' tokenizer writes `<n>` for a newline; generated text turns it back into one (seq2seq.generate)."""
+        return self.family == "bigbird_pegasus" and self.tokenizer_source != PROJECT_TOKENIZER
+
+    @property
+    def tokenizer_source(self) -> str:
+        return self.tokenizer or ((self.local_path or self.hub_name) if self.pretrained else PROJECT_TOKENIZER)
+
     def check_seq_len(self, seq_len) -> int:
         if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len <= 0:
             raise StudyError(f"seq_len={seq_len} must be a positive whole number of tokens")
@@ -101,7 +110,7 @@ class ModelSpec:
     def load_tokenizer(self):
         from data.tokenizer import load_project_tokenizer
 
-        source = self.tokenizer or ((self.local_path or self.hub_name) if self.pretrained else PROJECT_TOKENIZER)
+        source = self.tokenizer_source
         if source == PROJECT_TOKENIZER:
             return load_project_tokenizer()
         from transformers import AutoTokenizer

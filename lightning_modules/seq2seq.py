@@ -12,14 +12,20 @@ import logging
 import pytorch_lightning as pl
 import torch
 
-from lightning_modules.metrics import TASK_METRIC, score
-from study.ddp import gather_objects
+from lightning_modules.metrics import TASK_METRIC
+from lightning_modules.scrolls_metric import ScrollsScore
 
 log = logging.getLogger("study")
 
 
-def generate(model, tokenizer, batch: dict, generation: dict, global_first_token: bool, fast: bool) -> list[str]:
-    """Greedy (or beam) decoding of one batch, as text."""
+PEGASUS_NEWLINE = "<n>"
+
+
+def generate(
+    model, tokenizer, batch: dict, generation: dict, global_first_token: bool, fast: bool, pegasus_newlines: bool = False
+) -> list[str]:
+    """Greedy (or beam) decoding of one batch, as text. `pegasus_newlines`: the tokenizer is Pegasus', which writes
+    `<n>` for a newline; it becomes one here, in text the model wrote, and nowhere else (a user's file is scored as is)."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if global_first_token:
         inputs["global_attention_mask"] = first_token_global(batch["input_ids"])
@@ -32,7 +38,8 @@ def generate(model, tokenizer, batch: dict, generation: dict, global_first_token
         )
     else:
         out = model.generate(**inputs, do_sample=False, **generation)
-    return tokenizer.batch_decode(out, skip_special_tokens=True)
+    texts = tokenizer.batch_decode(out, skip_special_tokens=True)
+    return [t.replace(PEGASUS_NEWLINE, "\n") for t in texts] if pegasus_newlines else texts
 
 
 def first_token_global(input_ids: torch.Tensor) -> torch.Tensor:
@@ -56,10 +63,13 @@ class Seq2SeqModule(pl.LightningModule):
         warmup_ratio: float = 0.1,
         fused_optimizer: bool = False,
         generation: dict | None = None,
+        pegasus_newlines: bool = False,
     ):
         super().__init__()
         self.model, self.tokenizer, self.task = model, tokenizer, task
         self.metric = TASK_METRIC[task]
+        self.scorer = ScrollsScore(task)  # torchmetrics syncs its state across ranks
+        self.pegasus_newlines = pegasus_newlines
         self.global_first = global_attention_on_first_token
         self.fast = attn_impl == "fast"
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
@@ -69,8 +79,6 @@ class Seq2SeqModule(pl.LightningModule):
         self.best: dict | None = None  # scores and step of the best validation so far
         self.last_scores: dict | None = None
         self.last_predictions: dict[str, str] = {}
-        self._predictions: dict[str, str] = {}
-        self._references: dict[str, list[str]] = {}
 
     # ---- training -------------------------------------------------------------------------------------------
     def forward(self, batch: dict):
@@ -116,29 +124,24 @@ class Seq2SeqModule(pl.LightningModule):
 
     # ---- validation by generation ---------------------------------------------------------------------------
     def predict_texts(self, batch) -> list[str]:
-        return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast)
+        return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast, self.pegasus_newlines)
 
     def validation_step(self, batch, batch_idx):
-        for doc_id, refs, text in zip(batch["ids"], batch["references"], self.predict_texts(batch)):
-            self._predictions[doc_id] = text
-            self._references[doc_id] = refs
+        self.scorer.update(batch["ids"], self.predict_texts(batch), batch["references"])
 
     def on_validation_epoch_start(self):
-        self._predictions, self._references = {}, {}
+        self.scorer.reset()
 
     def on_validation_epoch_end(self):
-        # every rank scores the union of all ranks' predictions: one score per id, the sampler's padding repeats dropped
-        predictions, references = {}, {}
-        for preds, refs in gather_objects((self._predictions, self._references), self.trainer):
-            predictions.update(preds)
-            references.update(refs)
-        scores = score(self.task, predictions, references)
-        self.last_scores = {**scores, "step": int(self.global_step), "n_scored": len(references)}
+        # every rank scores the union of all ranks' predictions (torchmetrics gathers them): one score per id
+        scores = self.scorer.compute()
+        predictions = self.scorer.predictions
+        self.last_scores = {**scores, "step": int(self.global_step), "n_scored": len(predictions)}
         if not self.trainer.sanity_checking:
             if self.best is None or scores[self.metric] > self.best[self.metric]:
                 self.best = dict(self.last_scores)
         for key, value in scores.items():
             self.log(f"val/{key}", value, prog_bar=key == self.metric, sync_dist=False)
         if self.trainer.is_global_zero and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            log.info("step %d: validation %s=%.2f over %d ids", self.global_step, self.metric, scores[self.metric], len(references))
+            log.info("step %d: validation %s=%.2f over %d ids", self.global_step, self.metric, scores[self.metric], len(predictions))
         self.last_predictions = predictions
