@@ -44,6 +44,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("job_dir", _job_dir)
     if not OmegaConf.has_resolver("gpus_per_node"):
         OmegaConf.register_new_resolver("gpus_per_node", lambda accelerator, devices: int(devices) if accelerator in ("gpu", "cuda") else 0)
+    if not OmegaConf.has_resolver("tty"):
+        from callbacks.progress import is_terminal
+
+        OmegaConf.register_new_resolver("tty", is_terminal)
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", lambda path: str(Path(path).expanduser().resolve()))
     if not OmegaConf.has_resolver("infer_dir"):
