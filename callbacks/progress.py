@@ -4,7 +4,8 @@ and this callback writes one log line every `every_n_steps` optimizer steps inst
 
     step 120/500 | loss 3.2140 | 14.2 samples/s | 0:02:13 left to max_steps
 
-samples/s counts every rank's training samples over the steps since the last line, validation time left out;
+samples/s counts every rank's training samples over the steps since the last line, validation and checkpoint
+saving left out;
 time left is the remaining steps (to max_steps, else to the epoch's end) at that rate.
 """
 
@@ -42,8 +43,12 @@ class ProgressLog(Callback):
         self._reset_window(trainer)
 
     def on_validation_end(self, trainer, pl_module):
-        if not trainer.sanity_checking:
-            self._reset_window(trainer)  # validation is not training time
+        self._after_validation = not trainer.sanity_checking
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if getattr(self, "_after_validation", False):  # validation and the checkpoints saved after it are not training
+            self._reset_window(trainer)
+            self._after_validation = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if not getattr(self, "active", False):
