@@ -6,13 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all clean-outputs
+.PHONY: setup demo test test-all lint lock clean-outputs
 
-$(STAMP): pyproject.toml
+# The tested versions come from requirements.lock (scripts/lock_env.py writes it); torch first, from $(TORCH)
+# (here a local CPU wheel; elsewhere see the README for a CPU-only wheel), then the project itself without resolving.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -23,8 +27,15 @@ demo: setup
 	$(BIN)/python infer.py run_dir=outputs/sweeps/demo
 	$(BIN)/python report.py outputs/sweeps/demo
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
 	$(BIN)/python -m pytest
 
-test-all: setup
+test-all: setup lint
 	$(BIN)/python -m pytest -m "slow or not slow"
+
+# After changing dependencies: install them, run the tests, then freeze what was tested.
+lock:
+	$(BIN)/python scripts/lock_env.py

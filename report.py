@@ -3,8 +3,10 @@ accurate configuration within a budget, bigger model vs longer input -> report.m
 
     python report.py outputs/sweeps/demo
     python report.py outputs/ budget.kwh=0.5 budget.min_inference_samples_per_s=2 out=docs/report
+    python report.py --help          # every key, from conf/report.yaml
 
-Directories may be sweeps, single runs or all of outputs/; `key=value` overrides conf/report.yaml.
+Directories may be sweeps, single runs or all of outputs/ (positional, or `dirs=[...]`); `key=value` overrides
+conf/report.yaml. A Hydra app: `--cfg job`, `--shell-completion` work as in train.py.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import sys
 import time
 from pathlib import Path
 
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
 from study.errors import StudyError
 
+ARGV: list[str] = []  # the command line as the user typed it (report.md quotes it)
 
-def main(argv: list[str]) -> int:
+
+def report(cfg: DictConfig) -> int:
     from report import config
 
     # 1. what to read, where to write, what to ask (checked before anything heavy is imported)
-    dirs, cfg = config.parse(argv)
+    dirs, cfg = config.from_hydra(cfg)
     from report import collect, configurations, figures, frontier, projection, render
     out = Path(cfg.out)
     costs = dict(cfg.costs)
@@ -60,7 +67,7 @@ def main(argv: list[str]) -> int:
     fams.to_csv(out / "families.csv", index=False)
 
     # 6. report.md and report.html
-    doc = render.build(runs, confs, drawn, fronts, answers, steps, summary, fams, cfg, out, argv, time.strftime("%Y-%m-%d %H:%M"),
+    doc = render.build(runs, confs, drawn, fronts, answers, steps, summary, fams, cfg, out, ARGV, time.strftime("%Y-%m-%d %H:%M"),
                        separate, fitting)
     md, page = render.write(doc, out)
 
@@ -72,9 +79,24 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+@hydra.main(config_path="conf", config_name="report", version_base="1.3")
+def main(cfg: DictConfig) -> None:
     try:
-        sys.exit(main(sys.argv[1:]))
+        code = report(cfg)
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    from report import config
+
+    ARGV[:] = sys.argv[1:]
+    try:
+        sys.argv[1:] = config.hydra_argv(ARGV)
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    OmegaConf.register_new_resolver("report_help", config.help_text)
+    main()

@@ -95,10 +95,14 @@ def build_device(cfg) -> str:
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> tuple[float, float] | None:
     with ddp.job_scope():
         code = run_job(cfg, "train", train)
     exit_unless_multirun(code)
+    # (metric, training kWh) for a sweeper such as Optuna's (experiment=search_budget); None if the run failed
+    from study.run import run_dir
+
+    return record.objectives(run_dir()) if code == 0 else None
 
 
 if __name__ == "__main__":

@@ -23,12 +23,8 @@ from rouge_score import tokenize as rouge_tokenize
 SUMMARIZATION = "summarization"
 QA = "qa"
 TASK_METRIC = {SUMMARIZATION: "rgm", QA: "f1"}
-PEGASUS_NEWLINE = "<n>"
-
-
-def clean_prediction(text: str) -> str:
-    """Pegasus writes <n> for a newline; it is not part of the answer."""
-    return text.replace(PEGASUS_NEWLINE, "\n").strip()
+# Predictions are scored as given, like the official scorer does: the Pegasus `<n>` newline token is turned into a
+# newline where a Pegasus tokenizer's output is decoded (lightning_modules/seq2seq.py), never in a user's file.
 
 
 # ---- ROUGE -------------------------------------------------------------------------------------------------
@@ -81,7 +77,7 @@ def rouge(prediction: str, reference: str) -> dict[str, float]:
 def score_summarization(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
     for doc_id, refs in references.items():
-        pred = clean_prediction(predictions.get(doc_id, ""))
+        pred = predictions.get(doc_id, "")
         pair_scores = [rouge(pred, ref) for ref in refs]
         for key in totals:  # max over references, separately for each ROUGE type
             totals[key] += max(s[key] for s in pair_scores)
@@ -108,7 +104,7 @@ def token_f1(prediction: str, reference: str) -> float:
 
 def score_qa(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
     total = sum(
-        max(token_f1(clean_prediction(predictions.get(doc_id, "")), ref) for ref in refs) for doc_id, refs in references.items()
+        max(token_f1(predictions.get(doc_id, ""), ref) for ref in refs) for doc_id, refs in references.items()
     )
     return {"f1": 100.0 * total / len(references)}
 

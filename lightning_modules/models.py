@@ -81,6 +81,10 @@ class ModelSpec:
         """Whether every batch is padded to seq_len (BigBird: a short batch switches it to full attention for good)."""
         return self.fam.pad_to_seq_len
 
+    @property
+    def tokenizer_source(self) -> str:
+        return self.tokenizer or ((self.local_path or self.hub_name) if self.pretrained else PROJECT_TOKENIZER)
+
     def check_seq_len(self, seq_len) -> int:
         if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len <= 0:
             raise StudyError(f"seq_len={seq_len} must be a positive whole number of tokens")
@@ -100,7 +104,7 @@ class ModelSpec:
     def load_tokenizer(self):
         from data.tokenizer import load_project_tokenizer
 
-        source = self.tokenizer or ((self.local_path or self.hub_name) if self.pretrained else PROJECT_TOKENIZER)
+        source = self.tokenizer_source
         if source == PROJECT_TOKENIZER:
             return load_project_tokenizer()
         from transformers import AutoTokenizer

@@ -12,8 +12,8 @@ import logging
 import pytorch_lightning as pl
 import torch
 
-from lightning_modules.metrics import TASK_METRIC, score
-from study.ddp import gather_objects
+from lightning_modules.metrics import TASK_METRIC
+from lightning_modules.scrolls_metric import ScrollsScore
 
 log = logging.getLogger("study")
 
@@ -69,6 +69,7 @@ class Seq2SeqModule(pl.LightningModule):
         # the family (lightning_modules/families) sets global attention and writes the decoded text; without one,
         # global_attention_on_first_token says whether the first token is global (LED's setting)
         self.family = families.get(family) if family is not None else None
+        self.scorer = ScrollsScore(task)  # torchmetrics syncs its state across ranks
         self.global_first = global_attention_on_first_token
         self.fast = attn_impl == "fast"
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
@@ -78,8 +79,6 @@ class Seq2SeqModule(pl.LightningModule):
         self.best: dict | None = None  # scores and step of the best validation so far
         self.last_scores: dict | None = None
         self.last_predictions: dict[str, str] = {}
-        self._predictions: dict[str, str] = {}
-        self._references: dict[str, list[str]] = {}
 
     # ---- training -------------------------------------------------------------------------------------------
     def forward(self, batch: dict):
@@ -138,26 +137,21 @@ class Seq2SeqModule(pl.LightningModule):
         return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast, self.family)
 
     def validation_step(self, batch, batch_idx):
-        for doc_id, refs, text in zip(batch["ids"], batch["references"], self.predict_texts(batch)):
-            self._predictions[doc_id] = text
-            self._references[doc_id] = refs
+        self.scorer.update(batch["ids"], self.predict_texts(batch), batch["references"])
 
     def on_validation_epoch_start(self):
-        self._predictions, self._references = {}, {}
+        self.scorer.reset()
 
     def on_validation_epoch_end(self):
-        # every rank scores the union of all ranks' predictions: one score per id, the sampler's padding repeats dropped
-        predictions, references = {}, {}
-        for preds, refs in gather_objects((self._predictions, self._references), self.trainer):
-            predictions.update(preds)
-            references.update(refs)
-        scores = score(self.task, predictions, references)
-        self.last_scores = {**scores, "step": int(self.global_step), "n_scored": len(references)}
+        # every rank scores the union of all ranks' predictions (torchmetrics gathers them): one score per id
+        scores = self.scorer.compute()
+        predictions = self.scorer.predictions
+        self.last_scores = {**scores, "step": int(self.global_step), "n_scored": len(predictions)}
         if not self.trainer.sanity_checking:
             if self.best is None or scores[self.metric] > self.best[self.metric]:
                 self.best = dict(self.last_scores)
         for key, value in scores.items():
             self.log(f"val/{key}", value, prog_bar=key == self.metric, sync_dist=False)
         if self.trainer.is_global_zero and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            log.info("step %d: validation %s=%.2f over %d ids", self.global_step, self.metric, scores[self.metric], len(references))
+            log.info("step %d: validation %s=%.2f over %d ids", self.global_step, self.metric, scores[self.metric], len(predictions))
         self.last_predictions = predictions

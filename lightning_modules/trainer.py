@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -15,17 +14,33 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
+from study.errors import StudyError
+
 log = logging.getLogger(__name__)
 
+# the package each logger needs (import name, what to install); Lightning's own message is a page
+LOGGER_PACKAGES = {
+    "TensorBoardLogger": ("tensorboard", "tensorboard"),
+    "MLFlowLogger": ("mlflow", "mlflow-skinny"),
+    "WandbLogger": ("wandb", "wandb"),
+}
 
-def loggers(cfg: DictConfig, run_dir: Path) -> list:
-    from pytorch_lightning.loggers import TensorBoardLogger
 
-    # flushed at every logging step, so a killed run keeps its rows up to the kill
-    out = [AppendingCSVLogger(save_dir=str(run_dir), name="logs", version="", flush_logs_every_n_steps=1)]
-    tensorboard = cfg.get("logger", {}).get("tensorboard", "auto")
-    if tensorboard is True or (tensorboard == "auto" and importlib.util.find_spec("tensorboard") is not None):
-        out.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="", default_hp_metric=False))
+def loggers(cfg: DictConfig) -> list:
+    """The `logger` group's loggers, each from its `_target_`; one that needs a missing package is a one-line error."""
+    import importlib.util
+
+    out = []
+    for key, node in (cfg.get("logger") or {}).items():
+        if node is None:
+            continue
+        need = LOGGER_PACKAGES.get(str(node.get("_target_", "")).rsplit(".", 1)[-1])
+        if need and importlib.util.find_spec(need[0]) is None:
+            raise StudyError(f"logger={key} needs the package '{need[0]}', which is not installed (pip install {need[1]})")
+        if need and need[0] == "mlflow" and str(node.get("tracking_uri") or "file:").startswith("file:"):
+            # MLflow 3 refuses its file store (in "maintenance mode") unless told; a local file store needs no server
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        out.append(instantiate(node))
     return out
 
 
@@ -83,7 +98,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list | None =
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=loggers(cfg, run_dir),
+        logger=loggers(cfg) or False,
         strategy=strategy(cfg),
         default_root_dir=str(run_dir),
         val_check_interval=val_every,

@@ -1,6 +1,8 @@
 """The command line of report.py: directories, then `key=value` overrides of conf/report.yaml, all checked up front.
 
-Bad input raises StudyError with one line that names the bad value and what is allowed.
+report.py is a Hydra app over conf/report.yaml; `hydra_argv` turns positional directories into the `dirs=[...]` key
+and checks everything before Hydra composes (Hydra's own errors are pages). Bad input raises StudyError with one line
+that names the bad value and what is allowed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ BUDGET_UNITS = {"kwh": "kWh", "train_hours": "hours", "min_inference_samples_per
 BASES = ("measured", "projected")  # budget.basis: the measured costs of the runs, or the projected full fine-tune
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
 USAGE = "usage: python report.py <dir> [<dir> ...] [key=value ...]"
+HYDRA_KEYS = ("defaults", "hydra")  # Hydra's settings in conf/report.yaml, not report keys
+# Hydra's command-line flags, passed through as they are; these take a value (--info's is optional)
+HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+                     "--experimental-rerun", "--shell-completion", "-sc"}
+INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+HELP_END = "# ---- Hydra's own settings"
 
 
 def _leaves(node, prefix: str = "") -> list[str]:
@@ -59,8 +67,16 @@ def _number(cfg: DictConfig, key: str, unit: str, minimum: float = 0.0, allow_nu
     return number
 
 
-def load(overrides: list[str]) -> DictConfig:
+def base_config() -> DictConfig:
+    """conf/report.yaml's report keys (Hydra's settings left out)."""
     base = OmegaConf.load(CONF)
+    for key in HYDRA_KEYS:
+        base.pop(key, None)
+    return base
+
+
+def load(overrides: list[str]) -> DictConfig:
+    base = base_config()
     allowed = _leaves(base)
     for item in overrides:
         key = item.split("=", 1)[0]
@@ -108,10 +124,24 @@ def check(cfg: DictConfig) -> None:
     cfg.figures.dpi = int(_number(cfg, "figures.dpi", "dots per inch", minimum=30, allow_null=False))
     if cfg.out is not None and not str(cfg.out).strip():
         raise StudyError("out= is empty; give a directory, or null for <first dir>/report")
+    if cfg.out is not None and Path(str(cfg.out)).expanduser().exists() and not Path(str(cfg.out)).expanduser().is_dir():
+        raise StudyError(f"out={cfg.out} is an existing file, not a directory; give a directory, or null for <first dir>/report")
 
 
 def parse(argv: list[str]) -> tuple[list[Path], DictConfig]:
     dirs, overrides = split_args(argv)
+    cfg = load(overrides)
+    return resolve(cfg, [*dirs, *cfg.dirs])
+
+
+def from_hydra(cfg: DictConfig) -> tuple[list[Path], DictConfig]:
+    """The config Hydra composed (positional directories already in `dirs`), checked as `load` checks overrides."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    check(cfg)
+    return resolve(cfg, list(cfg.dirs))
+
+
+def resolve(cfg: DictConfig, dirs: list[str]) -> tuple[list[Path], DictConfig]:
     if not dirs:
         raise StudyError(f"no directory given; {USAGE} (a sweep, a run or outputs/)")
     paths = []
@@ -122,7 +152,46 @@ def parse(argv: list[str]) -> tuple[list[Path], DictConfig]:
         if not path.is_dir():
             raise StudyError(f"{d} is not a directory; give run directories, sweep directories or outputs/")
         paths.append(path)
-    cfg = load(overrides)
+    cfg.dirs = [str(p) for p in paths]
     if cfg.out is None:
         cfg.out = str(paths[0] / "report")
     return paths, cfg
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """report.py's command line as Hydra reads it: Hydra's flags and `hydra.*` overrides as they are, positional
+    directories as `dirs=[...]`. A command that runs the report is checked in full first (StudyError, one line)."""
+    hydra_args, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        takes_value = arg in HYDRA_VALUE_FLAGS or (arg in ("--info", "-i") and i + 1 < len(argv) and argv[i + 1] in INFO_TOPICS)
+        if takes_value:
+            hydra_args += argv[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith("-") or re.match(r"^[+~]?hydra[./]", arg):
+            hydra_args.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    dirs, overrides = split_args(rest)
+    informational = any(a.startswith("-") and a not in ("-m", "--multirun") for a in hydra_args)
+    if not informational:
+        parse(rest)  # every check, before Hydra composes
+    elif overrides:
+        load(overrides)  # `--cfg job budget.kwh=x`: still one line for a bad key
+    dirs_override = [f"dirs=[{','.join(_quote(d) for d in dirs)}]"] if dirs else []
+    return [*hydra_args, *overrides, *dirs_override]
+
+
+def help_text() -> str:
+    """report.py --help: conf/report.yaml's report keys with their comments, then Hydra's flags."""
+    text = CONF.read_text().split(HELP_END)[0].rstrip()
+    return (
+        "report.py: the trade-off report over train runs.\n\n" + USAGE + "\n\nThe keys (conf/report.yaml):\n\n"
+        + text.replace("$", "$$") + "\n\n== Flags ==\n$FLAGS_HELP\n"
+    )

@@ -134,3 +134,18 @@ def update(run_dir: str | os.PathLike, replace_costs: bool = False, **fields) ->
     validate(data, str(path))
     _atomic_write(path, data)
     return data
+
+
+def objectives(run_dir: str | os.PathLike) -> tuple[float, float] | None:
+    """(task metric, training energy in kWh) of a finished train run: what train.py returns to a Hydra sweeper
+    (experiment=search_budget maximises the first and minimises the second). None when the run did not finish or
+    either figure is unknown: the Optuna sweeper marks such a trial failed rather than scoring a made-up value."""
+    try:
+        data = read(run_dir)
+    except (OSError, ValueError):
+        return None
+    metric = data.get(data.get("metric") or "")
+    energy = ((data.get("costs") or {}).get("energy_kwh") or {}).get("value")
+    if data.get("status") != "ok" or metric is None or energy is None:
+        return None
+    return float(metric), float(energy)

@@ -26,7 +26,7 @@ from study.errors import Interrupted, RunFailed, StudyError
 log = logging.getLogger("study")
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("model", "data", "strategy", "experiment", "callbacks", "impl", "trainer")
+GROUPS = ("model", "data", "strategy", "experiment", "callbacks", "impl", "trainer", "logger")
 
 
 # ---- config resolvers ----------------------------------------------------------------------------------------
@@ -48,6 +48,12 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("gpus_per_node", lambda accelerator, devices: int(devices) if accelerator in ("gpu", "cuda") else 0)
     if not OmegaConf.has_resolver("hydra_subdir"):
         OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir)
+    if not OmegaConf.has_resolver("tty"):
+        from callbacks.progress import is_terminal
+
+        OmegaConf.register_new_resolver("tty", is_terminal)
+    if not OmegaConf.has_resolver("abspath"):
+        OmegaConf.register_new_resolver("abspath", lambda path: str(Path(path).expanduser().resolve()))
     if not OmegaConf.has_resolver("infer_dir"):
         # infer.py writes next to the run it evaluates: <run_dir>/infer; otherwise into the default
         OmegaConf.register_new_resolver("infer_dir", lambda run_dir, default: f"{run_dir}/infer" if run_dir else default)
@@ -95,7 +101,7 @@ def check_argv(argv: list[str]) -> None:
         if not m or m.group(1) not in GROUPS:
             continue
         group, value = m.groups()
-        values = re.sub(r"^(choice|range)\((.*)\)$", r"\2", value).split(",")
+        values = re.sub(r"^(choice|range)\((.*)\)$", r"\2", value).strip("[]").split(",")  # a,b / choice(a,b) / [a,b]
         for v in (v.strip() for v in values):
             if v and v != "null" and v not in choices(group):
                 raise StudyError(f"unknown {group} '{v}'; choose from: {', '.join(choices(group))}")

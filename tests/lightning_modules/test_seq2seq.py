@@ -61,3 +61,31 @@ def test_weight_decay_spares_biases_and_layer_norms_and_the_schedule_warms_up_th
     lrs = [sched.lr_lambdas[0](s) for s in (0, 9, 10, 55, 100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[1] == pytest.approx(1.0) and lrs[2] == pytest.approx(1.0)
     assert lrs[3] == pytest.approx(0.5) and lrs[4] == 0.0
+
+
+class _Decoder:
+    """Stands in for a model and a tokenizer around `generate`: what Pegasus' tokenizer decodes to."""
+
+    def generate(self, **kwargs):
+        return torch.zeros(1, 3, dtype=torch.long)
+
+    def batch_decode(self, out, skip_special_tokens):
+        return ["first line<n>second line"]
+
+
+def test_pegasus_newline_token_becomes_a_newline_only_in_text_a_pegasus_tokenizer_decoded():
+    from lightning_modules import families
+    from lightning_modules.seq2seq import generate
+
+    batch = {"input_ids": torch.ones(1, 4, dtype=torch.long), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    args = (_Decoder(), _Decoder(), batch, {"max_new_tokens": 3}, False, False)
+    assert generate(*args, family=families.get("bigbird_pegasus")) == ["first line\nsecond line"]
+    assert generate(*args, family=families.get("led")) == ["first line<n>second line"]
+
+
+def test_the_project_tokenizer_cannot_write_the_pegasus_newline_token():
+    # bigbird_tiny decodes with the project's word-level tokenizer: no `<n>` in its vocabulary, so the family's
+    # rewrite only ever meets a `<n>` that Pegasus' own tokenizer wrote (a user's predictions file is never rewritten)
+    from data.tokenizer import load_project_tokenizer
+
+    assert "<n>" not in load_project_tokenizer().get_vocab()

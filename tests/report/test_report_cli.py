@@ -381,3 +381,56 @@ def test_projection_and_the_projected_budget_basis(study, tmp_path):
     projected = [f for f in figures if f["figure"] == "projected"]
     assert len(projected) == 1 and projected[0]["panels"][0]["frontier"]
     assert "## Projection" in (tmp_path / "report.md").read_text()
+
+
+# ---- report.py as a Hydra app ----------------------------------------------------------------------------------
+def test_help_describes_every_key_with_its_comment_and_hydras_flags():
+    from report import config
+
+    proc = report("--help")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    for key in config._leaves(config.base_config()):
+        name = key.split(".")[-1]
+        (line,) = [ln for ln in lines if ln.strip().startswith(f"{name}:")][:1]
+        above = lines[lines.index(line) - 1]
+        assert "#" in line or above.lstrip().startswith("#"), f"{key} has no description: {line!r}"
+    assert "--cfg" in proc.stdout and "--shell-completion" in proc.stdout and "hydra" not in proc.stdout.split("== Flags ==")[0]
+
+
+def test_cfg_job_prints_the_composed_config_and_a_bad_key_is_still_one_line(study):
+    proc = report("--cfg", "job", study.a, "budget.kwh=0.5")
+    assert proc.returncode == 0 and "kwh: 0.5" in proc.stdout and str(study.a) in proc.stdout
+    bad = report("--cfg", "job", "budget.kwhh=1", check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown key 'budget.kwhh'") and len(bad.stderr.splitlines()) == 1
+
+
+def test_dirs_key_and_positional_directories_give_the_same_table(study, tmp_path):
+    report(study.a, f"out={tmp_path / 'pos'}")
+    report(f"dirs=[{study.a}]", f"out={tmp_path / 'key'}")
+    assert pd.read_csv(tmp_path / "pos" / "results.csv").equals(pd.read_csv(tmp_path / "key" / "results.csv"))
+
+
+def test_a_directory_named_like_an_override_is_read_as_a_directory(study, tmp_path):
+    import shutil
+
+    one = next(p for p, r in study.train.items() if r["status"] == "ok" and r.get("data") == "synthetic")
+    job = tmp_path / "model=led_tiny,seq_len=96"
+    shutil.copytree(one, job)
+    report(job, f"out={tmp_path / 'r'}")
+    assert len(pd.read_csv(tmp_path / "r" / "results.csv")) == 1
+
+
+def test_out_naming_an_existing_file_is_one_line_and_exit_2(study, tmp_path):
+    target = tmp_path / "results.csv"
+    target.write_text("mine\n")
+    proc = report(study.a, f"out={target}", check=False)
+    assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith(f"error: out={target} is an existing file, not a directory")
+    assert target.read_text() == "mine\n"
+
+
+def test_hydra_writes_nothing_into_the_working_directory(study, tmp_path):
+    before = set(ROOT.iterdir())
+    report(study.a, f"out={tmp_path / 'r'}")
+    assert set(ROOT.iterdir()) == before  # no outputs/<date>/, .hydra/ or report.log
