@@ -21,7 +21,6 @@ import study.env  # noqa: F401,E402
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from lightning_modules.batch_size import resolve_batch_size  # noqa: E402
 from lightning_modules.seq2seq import first_token_global  # noqa: E402

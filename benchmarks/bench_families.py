@@ -180,7 +180,7 @@ def main(argv=None):
                 if ran_as is None:
                     rec["status"] = f"n/a: family {fam.name} has no fast path"
                 else:
-                    rec.update(guarded(lambda: cell(model, fam, arch["vocab_size"], mode, ran_as, B, S, args, device, energy), device))
+                    rec.update(guarded(lambda model=model: cell(model, fam, arch["vocab_size"], mode, ran_as, B, S, args, device, energy), device))
                 rec = derive(rec, fam, arch, args)
                 records.append(rec)
                 with open(out / "results.jsonl", "a") as f:

@@ -237,10 +237,12 @@ def gen_cell(model, family, arch, impl, B, S, new, reps, device, energy, min_tim
     data = make_batch(family, arch, B, S, 0, device)
     ctx = autocast_ctx(impl, device)
     if impl.startswith("stock"):
-        fn = lambda: model.generate(**data, max_new_tokens=new, min_new_tokens=new, num_beams=1, do_sample=False)
+        def fn():
+            return model.generate(**data, max_new_tokens=new, min_new_tokens=new, num_beams=1, do_sample=False)
     else:
-        fn = lambda: greedy_generate(model, data["input_ids"], data["attention_mask"], data.get("global_attention_mask"),
-                                     max_new_tokens=new, min_new_tokens=new, fixed_length=True)
+        def fn():
+            return greedy_generate(model, data["input_ids"], data["attention_mask"], data.get("global_attention_mask"),
+                                             max_new_tokens=new, min_new_tokens=new, fixed_length=True)
     try:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -479,7 +481,8 @@ def table(records):
     for r in records:
         if "impl" not in r:
             continue
-        base = lambda impl: ok.get((r["model"], r["mode"], r["S"], r["batch_kind"], impl), {}).get("samples_per_s")
+        def base(impl):
+            return ok.get((r["model"], r["mode"], r["S"], r["batch_kind"], impl), {}).get("samples_per_s")
         sps = r.get("samples_per_s")
         x32 = sps / base("stock32") if sps and base("stock32") and r["impl"] != "stock32" else None
         x16 = sps / base("stock16") if sps and base("stock16") and r["impl"].startswith("fast") else None
@@ -662,7 +665,7 @@ def main():
 def finish(out, records, checks, args):
     # every process that wrote into this folder (one per model in scripts/gpu_bench_fast.sh) appended to
     # results.jsonl: report them all
-    rows = [json.loads(l) for l in open(out / "results.jsonl") if l.strip()]
+    rows = [json.loads(line) for line in open(out / "results.jsonl") if line.strip()]
     checks = [r for r in rows if r.get("kind") == "check"]
     profiles = [r for r in rows if r.get("kind") == "profile"]
     records = [r for r in rows if r.get("kind") is None]

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from callbacks.nvml import NVML, physical_indices
-from callbacks.phases import CHECKPOINT, INFERENCE, TRAIN, VALIDATION, PhaseCallback
+from callbacks.phases import CHECKPOINT, TRAIN, VALIDATION, PhaseCallback
 from study.ddp import gather_objects
 from study.errors import StudyError
 from study.record import measurement
@@ -268,7 +268,6 @@ class EnergyCallback(PhaseCallback):
             parts_ = [total(p, phases) for p in (("gpu", "cpu", "ram") if gpu_in_use else ("cpu", "ram"))]
             return None if any(v is None for v in parts_) else sum(parts_)
 
-        phases = [TRAIN, VALIDATION] if fitting else [INFERENCE]
         out = {}
         if fitting:
             out["energy_kwh"] = measurement(total("energy") if known else None, "kWh", total_src if known else unknown)

@@ -16,10 +16,10 @@ def cross_kv(dec, enc):
     B, S, D = enc.shape
     layers = dec.layers
     H = layers[0].encoder_attn.num_heads
-    w = torch.cat([t for l in layers for t in (l.encoder_attn.k_proj.weight, l.encoder_attn.v_proj.weight)])
+    w = torch.cat([t for layer in layers for t in (layer.encoder_attn.k_proj.weight, layer.encoder_attn.v_proj.weight)])
     b = None
     if layers[0].encoder_attn.k_proj.bias is not None:
-        b = torch.cat([t for l in layers for t in (l.encoder_attn.k_proj.bias, l.encoder_attn.v_proj.bias)])
+        b = torch.cat([t for layer in layers for t in (layer.encoder_attn.k_proj.bias, layer.encoder_attn.v_proj.bias)])
     kv = F.linear(enc, w, b)
     return kv.view(B, S, len(layers), 2, H, D // H).permute(2, 3, 0, 4, 1, 5)
 

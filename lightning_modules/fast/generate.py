@@ -64,19 +64,19 @@ class DecoderWeights:
 
     def _sources(self):
         out = {}
-        for i, l in enumerate(self.dec.layers):
-            sa, ca = l.self_attn, l.encoder_attn
+        for i, layer in enumerate(self.dec.layers):
+            sa, ca = layer.self_attn, layer.encoder_attn
             out[f"{i}.qkv"] = torch.cat([sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight])
             if sa.q_proj.bias is not None:
                 out[f"{i}.qkv_b"] = torch.cat([sa.q_proj.bias, sa.k_proj.bias, sa.v_proj.bias])
-            for name, lin in (("o", sa.out_proj), ("cq", ca.q_proj), ("co", ca.out_proj), ("fc1", l.fc1), ("fc2", l.fc2)):
+            for name, lin in (("o", sa.out_proj), ("cq", ca.q_proj), ("co", ca.out_proj), ("fc1", layer.fc1), ("fc2", layer.fc2)):
                 out[f"{i}.{name}"] = lin.weight
                 if lin.bias is not None:
                     out[f"{i}.{name}_b"] = lin.bias
         layers = self.dec.layers
-        out["ckv"] = torch.cat([t for l in layers for t in (l.encoder_attn.k_proj.weight, l.encoder_attn.v_proj.weight)])
+        out["ckv"] = torch.cat([t for layer in layers for t in (layer.encoder_attn.k_proj.weight, layer.encoder_attn.v_proj.weight)])
         if layers[0].encoder_attn.k_proj.bias is not None:
-            out["ckv_b"] = torch.cat([t for l in layers for t in (l.encoder_attn.k_proj.bias, l.encoder_attn.v_proj.bias)])
+            out["ckv_b"] = torch.cat([t for layer in layers for t in (layer.encoder_attn.k_proj.bias, layer.encoder_attn.v_proj.bias)])
         out["lm_head"] = self.lm_head.weight
         return out
 
@@ -128,24 +128,25 @@ def decode_step(W, st, s):
     x = dec.embed_tokens(st.tok[:, None]).float() + dec.embed_positions.weight.index_select(0, pos).float()
     if not W.pre_ln:
         x = _ln(x, dec.layernorm_embedding)
-    for i, l in enumerate(dec.layers):
-        g = lambda k: W.get(f"{i}.{k}")
-        h = _ln(x, l.self_attn_layer_norm) if W.pre_ln else x
+    for i, layer in enumerate(dec.layers):
+        def g(k):
+            return W.get(f"{i}.{k}")
+        h = _ln(x, layer.self_attn_layer_norm) if W.pre_ln else x
         q, k, v = _lin(h, g("qkv"), g("qkv_b")).view(B, 3, H, dh).unbind(1)
         kc, vc = st.cache[i, 0], st.cache[i, 1]
         kc.index_copy_(2, pos, k[:, :, None].to(kc.dtype))
         vc.index_copy_(2, pos, v[:, :, None].to(vc.dtype))
         o = F.scaled_dot_product_attention(q[:, :, None].to(dt), kc, vc, attn_mask=self_mask, scale=scale)
         o = _lin(o.reshape(B, 1, D), g("o"), g("o_b")).float()
-        x = x + o if W.pre_ln else _ln(x + o, l.self_attn_layer_norm)
-        h = _ln(x, l.encoder_attn_layer_norm) if W.pre_ln else x
+        x = x + o if W.pre_ln else _ln(x + o, layer.self_attn_layer_norm)
+        h = _ln(x, layer.encoder_attn_layer_norm) if W.pre_ln else x
         q = _lin(h, g("cq"), g("cq_b")).view(B, H, 1, dh)
         o = F.scaled_dot_product_attention(q.to(dt), st.ckv[i, 0], st.ckv[i, 1], attn_mask=st.cross_mask, scale=scale)
         o = _lin(o.transpose(1, 2).reshape(B, 1, D), g("co"), g("co_b")).float()
-        x = x + o if W.pre_ln else _ln(x + o, l.encoder_attn_layer_norm)
-        h = _ln(x, l.final_layer_norm) if W.pre_ln else x
-        h = _lin(l.activation_fn(_lin(h, g("fc1"), g("fc1_b"))), g("fc2"), g("fc2_b")).float()
-        x = x + h if W.pre_ln else _ln(x + h, l.final_layer_norm)
+        x = x + o if W.pre_ln else _ln(x + o, layer.encoder_attn_layer_norm)
+        h = _ln(x, layer.final_layer_norm) if W.pre_ln else x
+        h = _lin(layer.activation_fn(_lin(h, g("fc1"), g("fc1_b"))), g("fc2"), g("fc2_b")).float()
+        x = x + h if W.pre_ln else _ln(x + h, layer.final_layer_norm)
     if W.pre_ln:
         x = _ln(x, dec.layernorm_embedding)
     logits = _lin(x, W.get("lm_head"), None).float()[:, 0] + W.bias.float()
@@ -170,7 +171,8 @@ def decode_step(W, st, s):
 def _new_state(W, B, S, max_new, eos, device):
     dec = W.dec
     n, H, D = len(dec.layers), W.H, dec.config.d_model
-    z = lambda *shape, dtype=W.dtype: torch.zeros(*shape, dtype=dtype, device=device)
+    def z(*shape, dtype=W.dtype):
+        return torch.zeros(*shape, dtype=dtype, device=device)
     return DecodeState(
         tok=z(B, dtype=torch.long), pos=z((), dtype=torch.long), unfinished=z(B, dtype=torch.bool),
         out=z(B, 1 + max_new, dtype=torch.long), cache=z(n, 2, B, H, max_new, D // H),

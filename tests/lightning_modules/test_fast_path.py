@@ -428,7 +428,8 @@ def test_decode_step_reads_only_tensors_that_outlive_its_graph():
     W = G.DecoderWeights(m, m._fast.path, torch.float32)
     st = G._new_state(W, 2, 64, 6, s["eos"], torch.device("cpu"))
     G._load(W, st, torch.randn(2, 64, 32), torch.ones(2, 64, dtype=torch.bool), s["start"])
-    ptr = lambda t: t.untyped_storage().data_ptr()
+    def ptr(t):
+        return t.untyped_storage().data_ptr()
 
     class Reads(TorchDispatchMode):
         made, read = set(), {}
