@@ -95,12 +95,14 @@ def totals(segments: list[dict]) -> dict:
             pairs = [(m["value"], (seg["costs"].get("train_time_s") or {}).get("value")) for m, seg in zip(ms, segments) if m]
             known = [(v, w) for v, w in pairs if v is not None and w]
             weight = sum(w for _, w in known)
-            costs[name] = measurement(
+            first = next(m["source"] for m in ms if m)
+            costs[name] = measurement(  # unknown everywhere: the segments' own reason (e.g. no GPU in use), unprefixed
                 sum(v * w for v, w in known) / weight if known and weight else None, unit,
-                f"time-weighted mean over {len(known)} segment(s): {next(m['source'] for m in ms if m)}")
+                f"time-weighted mean over {len(known)} segment(s): {first}" if known and weight else first)
         elif name in MAXED:
             values = [m["value"] for m in ms if m and m["value"] is not None]
-            costs[name] = measurement(max(values) if values else None, unit, f"max over segments: {next(m['source'] for m in ms if m)}")
+            first = next(m["source"] for m in ms if m)
+            costs[name] = measurement(max(values) if values else None, unit, f"max over segments: {first}" if values else first)
     costs.update(additive)
     # time to best: the segments before the one that reached the best, then its own time to it
     best = [i for i, seg in enumerate(segments) if (seg.get("costs", {}).get("time_to_best_s") or {}).get("value") is not None]

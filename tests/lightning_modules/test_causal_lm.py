@@ -222,12 +222,18 @@ def test_qwen3_tiny_through_train_infer_and_report(tmp_path, cache_dir):
     assert len(results) == 2 and ",qwen3_tiny,qwen3," in results[1]
 
 
-def test_batch_size_auto_probes_a_decoder_only_step_as_one_sequence():
+def test_batch_size_auto_probes_a_decoder_only_step_as_one_sequence(monkeypatch):
     from lightning_modules import batch_size as bs
 
     _, model, _ = tiny()
     # one full-length training step, prompt and answer in one sequence (an encoder-decoder probe's labels would not fit)
-    assert bs._fits(model, 2, 32, 8, torch.device("cpu"), "32-true", False)
+    # (the probe's memory reading is CUDA's; on the CPU it is stubbed: the step itself is what is under test)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 2**30)
+    assert bs._step_peak_gib(model, 2, 32, 8, torch.device("cpu"), "32-true", False) is not None
 
 
 @pytest.mark.parametrize(
