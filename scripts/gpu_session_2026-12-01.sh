@@ -4,6 +4,8 @@
 # and without the paper's 48 GB cap through train.py (provenance names the card), (3) the new families, stock
 # against their best implementation at 4096 and 16384 tokens (benchmarks/bench_families.py).
 #   bash scripts/gpu_session_2026-12-01.sh [tests] [cap] [families]        (default: all three)
+# The device copy of the tree has no .git of its own: write `git rev-parse HEAD > .gpu_commit` here first and carry
+# it (with .whl), so that provenance names the commit (STUDY_GIT_COMMIT).
 set -uo pipefail
 STAGES=("$@"); [ ${#STAGES[@]} -gt 0 ] || STAGES=(tests cap families)
 OUT=${OUT:-/tmp/gpu_out}
