@@ -442,12 +442,19 @@ def profile_step(model, family, arch, impl, B, S, T, device):
             return "sdpa (decoder)"
         if "adam" in n:
             return "optimizer"
+        # inductor names a fused kernel after the ops it fused: the first match names the bucket
+        for key, bucket in (("log_softmax", "loss (log-softmax, nll)"), ("nll", "loss (log-softmax, nll)"),
+                            ("layer_norm", "layernorm (+ fused residual/dropout)"), ("rand", "dropout masks"),
+                            ("gelu", "gelu"), ("reduce", "reductions"), ("copy", "copies/casts"), ("fill", "fills"),
+                            ("cat", "concatenations"), ("index", "gather/scatter"), ("scatter", "gather/scatter")):
+            if key in n:
+                return bucket
         return "elementwise/other"
 
     by_kind = {}
     for k, t in kernels.items():
         by_kind[kind(k)] = by_kind.get(kind(k), 0) + t
-    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:12]
+    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:25]
     return dict(kind="profile", impl=impl, S=S, batch=B, wall_s=wall, device_busy_s=total,
                 by_kind={k: round(v, 5) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
                 top_kernels=[(k[:90], round(t, 5)) for k, t in top])
@@ -552,8 +559,9 @@ def run_cell(model, name, family, arch, mode, kind, impl, S, param_bytes, record
     return rec
 
 
-def run_profile(model, name, family, arch, impl, S, args, device, jsonl):
-    B = PAPER_BATCH[name][S]
+def run_profile(model, name, family, arch, kind, impl, S, args, device, jsonl):
+    """kind: "paper" (Table 5's batch) or a batch size."""
+    B = PAPER_BATCH[name][S] if kind == "paper" else int(kind)
     try:
         prof = profile_step(model, family, arch, impl, B, S, args.target_len, device)
     except Exception as e:
@@ -571,7 +579,7 @@ def main():
     ap.add_argument("--plan", default="train:paper:stock32,train:paper:stock16,train:paper:fast,gen:fixed:stock32,"
                     "gen:fixed:stock16,gen:fixed:fast,train:max:stock32,train:max:stock16,train:max:fast",
                     help="cells in order, mode:batch:impl; batch is paper or max for train, fixed for gen; "
-                         "profile:paper:<impl> profiles one training step there")
+                         "profile:paper:<impl> (or profile:<batch>:<impl>) profiles one training step there")
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per cell")
     ap.add_argument("--warmup", type=int, default=1, help="untimed training steps (compile happens here)")
     ap.add_argument("--target-len", type=int, default=256)
@@ -645,7 +653,7 @@ def main():
                 for mode, kind, impl in plan:
                     if mode == "profile":
                         if device.type == "cuda" and time.perf_counter() - t_start < args.budget_s:
-                            run_profile(model, name, family, arch, impl, S, args, device, jsonl)
+                            run_profile(model, name, family, arch, kind, impl, S, args, device, jsonl)
                         continue
                     rec = run_cell(model, name, family, arch, mode, kind, impl, S, param_bytes, records, args, device,
                                    energy, t_start)

@@ -80,3 +80,15 @@ def seq2seq_generate_flops(enc, S, new_tokens, D, Ld, Fd, V, A=None, ffn_mats=2)
     for t in range(new_tokens):
         total += Ld * (12 * D * A + ffn + 4 * A * (t + 1) + 4 * A * S) + 2 * D * V
     return total
+
+
+def decode_step_bytes(arch, B, S, new_tokens, dtype_bytes=2):
+    """The fewest bytes one greedy decode step of the shared BART-style decoder must read, averaged over
+    new_tokens steps: every layer's cross-attention keys and values of the B x S encoder outputs, the decoder's
+    matmul weights (the cross key/value projections are not: they run once per call, on the encoder output),
+    the LM head, and the self-attention cache written so far. Activations ([B, d_model] per step) are noise."""
+    D, _, Ld, _, Fd, V = _dims(arch)
+    cross_kv = Ld * 2 * B * S * D
+    weights = Ld * (4 * D * D + 2 * D * D + 2 * D * Fd) + V * D
+    self_cache = Ld * 2 * B * D * (new_tokens + 1) / 2
+    return dtype_bytes * (cross_kv + weights + self_cache)

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+from .attention import TILE, compiled_flex
 
 
 # Processors that HF greedy search would apply and this decoder does not: (generation_config attribute, inert value)
@@ -28,6 +31,15 @@ _UNSUPPORTED = [
     ("forced_decoder_ids", None), ("renormalize_logits", False),
 ]
 CHECK_EVERY = 16  # decode steps between host checks for "all sequences finished"
+
+# How a decode step attends to the encoder output (q length 1 against S cached keys per layer), the step's
+# largest memory read. "sdpa": SDPA with the key mask (on CUDA a masked kernel that runs one block per
+# (sequence, head) and reads S keys with it); "flash": SDPA without a mask when no key is padded (a split-KV
+# flash kernel), else as "sdpa"; "flex": flex_attention's decoding kernel (split-KV, padding by a mask_mod);
+# "bmm": two batched matmuls around a masked softmax. "auto": CUDA_DECODE_ATTN on CUDA, "sdpa" elsewhere.
+# benchmarks/decode_probe.py measures them; benchmarks/NOTES_fast_path.md (v5) has the numbers behind the choice.
+DECODE_ATTNS = ("sdpa", "flash", "flex", "bmm")
+CUDA_DECODE_ATTN = "flex"
 
 
 def generation_settings(model):
@@ -113,6 +125,7 @@ class DecodeState:
     cross_mask: torch.Tensor  # [B, 1, 1, S] bool: encoder key not padded
     arange: torch.Tensor  # [max_new]
     eos: torch.Tensor | None  # [n_eos] EOS ids; a captured graph reads every tensor of the step from here or W
+    cross_block: object = None  # "flex": the BlockMask over cross_mask (every tile listed, the mask_mod cuts)
 
 
 def decode_step(W, st, s):
@@ -141,7 +154,7 @@ def decode_step(W, st, s):
         x = x + o if W.pre_ln else _ln(x + o, layer.self_attn_layer_norm)
         h = _ln(x, layer.encoder_attn_layer_norm) if W.pre_ln else x
         q = _lin(h, g("cq"), g("cq_b")).view(B, H, 1, dh)
-        o = F.scaled_dot_product_attention(q.to(dt), st.ckv[i, 0], st.ckv[i, 1], attn_mask=st.cross_mask, scale=scale)
+        o = cross_attention(q.to(dt), st.ckv[i, 0], st.ckv[i, 1], st, s["attn"], scale)
         o = _lin(o.transpose(1, 2).reshape(B, 1, D), g("co"), g("co_b")).float()
         x = x + o if W.pre_ln else _ln(x + o, layer.encoder_attn_layer_norm)
         h = _ln(x, layer.final_layer_norm) if W.pre_ln else x
@@ -168,18 +181,48 @@ def decode_step(W, st, s):
     st.pos.add_(1)
 
 
+def cross_attention(q, k, v, st, attn, scale):
+    """q [B, H, 1, dh] against the cached encoder keys/values k, v [B, H, S, dh] -> [B, H, 1, dh]."""
+    if attn == "flex":
+        fn = flex_attention if torch.compiler.is_compiling() or not q.is_cuda else compiled_flex()
+        return fn(q, k, v, block_mask=st.cross_block, scale=scale)
+    if attn == "bmm":  # scores in the compute dtype, as stock attention under autocast; softmax in fp32
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+        p = torch.softmax(scores.masked_fill(~st.cross_mask, float("-inf")), dim=-1)
+        return torch.matmul(p.to(v.dtype), v)
+    mask = None if attn == "flash_unpadded" else st.cross_mask
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+def _cross_block(cross_mask, S, B, device):
+    """Flex BlockMask for one query against S keys, padded keys (cross_mask False) masked. Every key tile is
+    listed (partial), so the mask's tensors never change between calls: a captured graph keeps reading the same
+    ones, and only cross_mask is rewritten."""
+    nk = -(-S // TILE)
+    kv_num = torch.full((B, 1, 1), nk, dtype=torch.int32, device=device)
+    kv_idx = torch.arange(nk, dtype=torch.int32, device=device).expand(B, 1, 1, nk).contiguous()
+
+    def mask_mod(b, h, q, kv):
+        return cross_mask[b, 0, 0, kv]
+
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, BLOCK_SIZE=(TILE, TILE), mask_mod=mask_mod, seq_lengths=(1, S),
+                                    compute_q_blocks=False)
+
+
 def _new_state(W, B, S, max_new, eos, device):
     dec = W.dec
     n, H, D = len(dec.layers), W.H, dec.config.d_model
     def z(*shape, dtype=W.dtype):
         return torch.zeros(*shape, dtype=dtype, device=device)
-    return DecodeState(
+    st = DecodeState(
         tok=z(B, dtype=torch.long), pos=z((), dtype=torch.long), unfinished=z(B, dtype=torch.bool),
         out=z(B, 1 + max_new, dtype=torch.long), cache=z(n, 2, B, H, max_new, D // H),
         ckv=z(n, 2, B, H, S, D // H), cross_mask=z(B, 1, 1, S, dtype=torch.bool),
         arange=torch.arange(max_new, device=device),
         eos=torch.tensor(eos, device=device) if eos else None,
     )
+    st.cross_block = _cross_block(st.cross_mask, S, B, device)
+    return st
 
 
 def _load(W, st, enc, valid, start):
@@ -210,13 +253,17 @@ class _Graph:
 
 
 def greedy_generate(model, input_ids, attention_mask, global_attention_mask=None, max_new_tokens=128,
-                    min_new_tokens=0, fixed_length=False):
+                    min_new_tokens=0, fixed_length=False, decode_attn="auto", compile_step=False):
+    """decode_attn: one of DECODE_ATTNS or "auto" (above). compile_step: torch.compile the decode step (inductor
+    fuses its element-wise work: fewer kernels per step), then capture it; its compile is a one-time cost."""
     fast = getattr(model, "_fast", None)
     if fast is None:
         raise ValueError("greedy_generate needs apply_fast_path(model) first")
     if global_attention_mask is not None and not fast.path.takes_global_mask:
         raise ValueError(f"global_attention_mask is not an input of {type(model).__name__}")
     s = generation_settings(model)
+    if decode_attn != "auto" and decode_attn not in DECODE_ATTNS:
+        raise ValueError(f"decode_attn={decode_attn!r}; allowed: auto, {', '.join(DECODE_ATTNS)}")
     dev = input_ids.device
     use_graph = dev.type == "cuda"
     autocast = torch.is_autocast_enabled(dev.type)
@@ -229,20 +276,24 @@ def greedy_generate(model, input_ids, attention_mask, global_attention_mask=None
             # the step sets its own dtypes; autocast inside a graph capture would also need its cache disabled
             with torch.autocast(dev.type, enabled=False) if autocast else nullcontext():
                 return _decode(model, fast, s, enc.float(), valid, dtype, max_new_tokens, min_new_tokens,
-                               fixed_length, use_graph)
+                               fixed_length, use_graph, decode_attn, compile_step)
     finally:
         model.train(was_training)
 
 
-def _decode(model, fast, s, enc, valid, dtype, max_new, min_new, fixed_length, use_graph):
+def _decode(model, fast, s, enc, valid, dtype, max_new, min_new, fixed_length, use_graph, attn, compile_step):
     B, S, _ = enc.shape
     dev = enc.device
+    if attn == "auto":
+        attn = CUDA_DECODE_ATTN if dev.type == "cuda" else "sdpa"
+    if attn == "flash":  # flash takes no mask: only for a batch without padded keys (one host sync per call)
+        attn = "flash_unpadded" if bool(valid.all()) else "sdpa"
     # s holds Python values only: a replayed graph reads tensors at their capture-time addresses, so every
     # tensor the step reads lives in W or st, which live as long as the graph (an EOS-id tensor made per call
     # here was freed after the first call and replays read whatever took its place: out-of-range indices)
-    s = dict(s, max_new=max_new, min_new=min_new)
+    s = dict(s, max_new=max_new, min_new=min_new, attn=attn)
     key = (B, S, max_new, min_new, dtype, dev, model.lm_head.weight.data_ptr(), s["eos"], s["pad"], s["min_length"],
-           s["forced_bos"], s["forced_eos"])
+           s["forced_bos"], s["forced_eos"], attn, bool(compile_step))
     g = fast.gen_graph if use_graph else None
     if g is not None and g.key == key:
         W, st = g.W, g.st
@@ -251,9 +302,13 @@ def _decode(model, fast, s, enc, valid, dtype, max_new, min_new, fixed_length, u
         fast.gen_graph = g = None  # free the old graph's buffers first
         W = DecoderWeights(model, fast.path, dtype)
         st = _new_state(W, B, S, max_new, s["eos"], dev)
-    # The step is not torch.compile'd: replayed as one CUDA graph it is not launch-bound (H100, led_base at 4096:
-    # 70.2 samples/s with the step compiled, 70.7 without). compile=True compiles the encoder layers only here.
+    # compile=True compiles the encoder layers; the step itself only with compile_step (measured in
+    # benchmarks/decode_probe.py: with the masked SDPA on the H100 it gained nothing, 70.2 vs 70.7 samples/s)
     step = decode_step
+    if compile_step:
+        if getattr(fast, "gen_step_compiled", None) is None:
+            fast.gen_step_compiled = torch.compile(decode_step, dynamic=False)
+        step = fast.gen_step_compiled
     _load(W, st, enc, valid, s["start"])
     if use_graph and g is None:
         try:
@@ -262,6 +317,7 @@ def _decode(model, fast, s, enc, valid, dtype, max_new, min_new, fixed_length, u
             warnings.warn(f"greedy_generate: CUDA graph capture failed ({e!r:.200}); decoding eagerly")
             use_graph = False
         _load(W, st, enc, valid, s["start"])  # the capture's warm-up steps advanced the state
+    fast.gen_graphed = use_graph  # what the last call did (benchmarks record it)
     done = 0
     while done < max_new:
         n = min(CHECK_EVERY if use_graph else 1, max_new - done)

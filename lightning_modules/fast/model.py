@@ -36,6 +36,8 @@ class FastState:
         self.enc_layer, self.dec_layer = enc_layer, decoder_fn
         self.enc_cache = {}  # static per-layer tables of the encoder (BigBird: block maps by layer, length, mode, device)
         self.gen_graph = None  # generate.py: the last captured decode graph and its buffers
+        self.gen_step_compiled = None  # generate.py: the decode step under torch.compile (compile_step=True)
+        self.gen_graphed = None  # generate.py: whether the last call replayed a captured decode step
         self.train_graphs = TrainGraphs() if cuda_graph else None  # step_graph.py: training forward + backward
         self.warned_cpu_graph = False
 

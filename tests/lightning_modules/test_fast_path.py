@@ -284,6 +284,32 @@ def test_greedy_generate_matches_hf_generate(family):
     assert bool((fixed[:, n:] == m.generation_config.pad_token_id).all())
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "flash", "flex", "bmm"])
+@pytest.mark.parametrize("family", ["led", "bigbird"])
+def test_every_decode_attention_matches_hf_generate(family, attn):
+    # padded rows (inputs() pads two of three) and an unpadded batch, where "flash" drops the mask
+    m = (led_model() if family == "led" else bigbird_model()).eval()
+    fast = apply_fast_path(copy.deepcopy(m))
+    for padded in (True, False):
+        kw = inputs(256, led=family == "led", seed=2)
+        kw.pop("labels")
+        if not padded:
+            kw["attention_mask"] = torch.ones_like(kw["attention_mask"])
+        gkw = dict(global_attention_mask=kw.get("global_attention_mask"))
+        with torch.no_grad():
+            ref = m.generate(**kw, max_new_tokens=12, min_new_tokens=12, num_beams=1, do_sample=False)
+        out = greedy_generate(fast, kw["input_ids"], kw["attention_mask"], max_new_tokens=12, min_new_tokens=12,
+                              decode_attn=attn, **gkw)
+        assert torch.equal(out, ref), (attn, padded)
+
+
+def test_decode_attention_refuses_unknown_names():
+    fast = apply_fast_path(led_model().eval())
+    kw = inputs(256, led=True)
+    with pytest.raises(ValueError, match="decode_attn='nope'; allowed: auto, sdpa, flash, flex, bmm"):
+        greedy_generate(fast, kw["input_ids"], kw["attention_mask"], max_new_tokens=2, decode_attn="nope")
+
+
 def test_greedy_generate_early_stop_pads_like_hf():
     # a model that ends some sequences early: bias EOS so that it wins for some rows only
     m = led_model().eval()
@@ -413,7 +439,8 @@ def test_compiled_layers_match_stock_forward():
         assert rel(out, ref) <= TOL
 
 
-def test_decode_step_reads_only_tensors_that_outlive_its_graph():
+@pytest.mark.parametrize("attn", ["sdpa", "flex", "bmm"])
+def test_decode_step_reads_only_tensors_that_outlive_its_graph(attn, monkeypatch):
     # On CUDA the step is captured once and replayed on later calls at the capture's addresses, so it may read
     # only tensors that live as long as the graph (W's buffers, the state, the model's parameters), never one
     # made per generate call: an EOS-id tensor made per call was freed, and replays read out-of-range indices.
@@ -424,7 +451,7 @@ def test_decode_step_reads_only_tensors_that_outlive_its_graph():
 
     m = led_model().eval()
     apply_fast_path(m)
-    s = dict(G.generation_settings(m), max_new=6, min_new=4)
+    s = dict(G.generation_settings(m), max_new=6, min_new=4, attn=attn)
     W = G.DecoderWeights(m, m._fast.path, torch.float32)
     st = G._new_state(W, 2, 64, 6, s["eos"], torch.device("cpu"))
     G._load(W, st, torch.randn(2, 64, 32), torch.ones(2, 64, dtype=torch.bool), s["start"])
@@ -442,10 +469,23 @@ def test_decode_step_reads_only_tensors_that_outlive_its_graph():
             self.made.update(ptr(t) for t in tree_leaves(out) if isinstance(t, torch.Tensor))
             return out
 
+    def flex_reads(q, k, v, block_mask, scale):
+        # flex cannot run under a dispatch mode: record what its kernel reads (inputs, the mask's tables and the
+        # tensors its mask_mod closes over), then compute the same attention densely
+        cells = [c.cell_contents for c in block_mask.mask_mod.__closure__ or ()]
+        for t in (q, k, v, block_mask.kv_num_blocks, block_mask.kv_indices, *cells):
+            if isinstance(t, torch.Tensor) and ptr(t) not in r.made:
+                r.read[ptr(t)] = ("flex_attention", tuple(t.shape))
+        allowed = block_mask.mask_mod(torch.arange(q.shape[0]).view(-1, 1, 1, 1), 0, 0,
+                                      torch.arange(k.shape[2]).view(1, 1, 1, -1))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
+
+    monkeypatch.setattr(G, "flex_attention", flex_reads)
     with torch.no_grad(), Reads() as r:
         G.decode_step(W, st, s)
+    block = st.cross_block  # flex's mask tensors live in the state too
     lived = [*W.buffers.values(), *(v for v in vars(st).values() if isinstance(v, torch.Tensor)), *m.parameters(),
-             *m.buffers()]
+             *m.buffers(), block.kv_num_blocks, block.kv_indices]
     outside = {p: r.read[p] for p in set(r.read) - {ptr(t) for t in lived}}
     assert st.eos is not None and ptr(st.eos) in r.read  # the EOS ids are read, from the state
     assert not outside, f"decode_step reads tensors a replayed graph would not keep alive: {outside}"
