@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_fast import build, load_arch, make_batch  # noqa: E402
 
-from lightning_modules.fast import apply_fast_path, greedy_generate  # noqa: E402
+from lightning_modules.fast import apply_fast_path  # noqa: E402
 from lightning_modules.fast import generate as G  # noqa: E402
 from lightning_modules.fast.flops import decode_step_bytes  # noqa: E402
 
@@ -53,11 +53,13 @@ def ceilings():
     """Read bandwidth (a sum over 4 GiB of bf16), copy bandwidth (read + write) and a bf16 matmul, on this card."""
     if not torch.cuda.is_available():
         return dict(read_gbs=1.0, copy_gbs=1.0, bf16_tflops=1.0)  # placeholders of the CPU dry run
-    x = torch.randn(2**31, dtype=torch.bfloat16, device="cuda")
-    y = torch.empty_like(x)
-    read = 2**32 / events_ms(lambda: x.sum(dtype=torch.float32), 10) / 1e6
-    copy = 2 * 2**32 / events_ms(lambda: y.copy_(x), 10) / 1e6
-    del x, y
+    def bandwidths():
+        x = torch.randn(2**31, dtype=torch.bfloat16, device="cuda")
+        y = torch.empty_like(x)
+        return (2**32 / events_ms(lambda: x.sum(dtype=torch.float32), 10) / 1e6,
+                2 * 2**32 / events_ms(lambda: y.copy_(x), 10) / 1e6)
+
+    read, copy = bandwidths()
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn_like(a)
     mm = 2 * 8192**3 / events_ms(lambda: a @ b, 10) / 1e9
@@ -169,7 +171,7 @@ def main():
                 rows.append(rec)
                 fast.gen_graph = None
                 torch.cuda.empty_cache() if dev.type == "cuda" else None
-        del model, fast
+        model = fast = None  # free the model before the next one is built
         torch.cuda.empty_cache() if dev.type == "cuda" else None
     print()
     print(f"ceilings: read {ceil['read_gbs']:.0f} GB/s, copy {ceil['copy_gbs']:.0f} GB/s (read + write), "
