@@ -39,7 +39,7 @@ CHECK_EVERY = 16  # decode steps between host checks for "all sequences finished
 # "bmm": two batched matmuls around a masked softmax. "auto": CUDA_DECODE_ATTN on CUDA, "sdpa" elsewhere.
 # benchmarks/decode_probe.py measures them; benchmarks/NOTES_fast_path.md (v5) has the numbers behind the choice.
 DECODE_ATTNS = ("sdpa", "flash", "flex", "bmm")
-CUDA_DECODE_ATTN = "flex"
+CUDA_DECODE_ATTN = "flash"  # H200: flash 3.9 TB/s alone, masked SDPA 3.2, bmm 1.0-2.2, flex decoding 1.0 (v5)
 
 
 def generation_settings(model):
@@ -145,10 +145,11 @@ def decode_step(W, st, s):
         def g(k):
             return W.get(f"{i}.{k}")
         h = _ln(x, layer.self_attn_layer_norm) if W.pre_ln else x
-        q, k, v = _lin(h, g("qkv"), g("qkv_b")).view(B, 3, H, dh).unbind(1)
+        qkv = _lin(h, g("qkv"), g("qkv_b")).view(B, 3, H, dh)
+        # keys and values into the cache in one write (the step is a chain of small kernels: each one costs)
+        st.cache[i].index_copy_(3, pos, qkv[:, 1:].transpose(0, 1)[:, :, :, None].to(st.cache.dtype))
+        q = qkv[:, 0]
         kc, vc = st.cache[i, 0], st.cache[i, 1]
-        kc.index_copy_(2, pos, k[:, :, None].to(kc.dtype))
-        vc.index_copy_(2, pos, v[:, :, None].to(vc.dtype))
         o = F.scaled_dot_product_attention(q[:, :, None].to(dt), kc, vc, attn_mask=self_mask, scale=scale)
         o = _lin(o.reshape(B, 1, D), g("o"), g("o_b")).float()
         x = x + o if W.pre_ln else _ln(x + o, layer.self_attn_layer_norm)
