@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.bench_fast import max_batch
+from benchmarks.bench_fast import max_batch, paper_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 2**30
@@ -35,3 +35,26 @@ def test_largest_batch_extrapolation():
     graph = dict(peak_bytes=7 * GIB, static_bytes=4 * GIB, peak_reserved_bytes=15 * GIB, step_graphs=1)
     assert max_batch(graph, 6, P, None, cap=80 * GIB) == int((0.85 * 80 - 4) / ((7 - 2) / 6))
     assert max_batch(dict(graph, peak_bytes=2 * GIB), 6, P, None, cap=80 * GIB) == 6 * 64  # capped
+
+
+def test_paper_batch_past_the_papers_lengths():
+    assert paper_batch("led_base", 4096) == 6 and paper_batch("led_base", 1024) == 24  # Table 5
+    assert paper_batch("led_base", 8192) == 3 and paper_batch("led_base", 16384) == 1  # 6 x 4096 / S, at least 1
+    assert paper_batch("led_large", 16384) == 1
+
+
+def test_eos_cells_stop_on_the_chosen_token_on_cpu(tmp_path):
+    # BigBird's tiny random model emits a token every row shares: both paths stop on it, and record where
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_fast.py"), "--tiny", "--device", "cpu", "--models",
+           "bigbird_large", "--lengths", "512", "--plan", "gen:eos:stock32,gen:eos:fast", "--gen-tokens", "16",
+           "--gen-batch", "4", "--steps", "1", "--min-time", "0", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+    assert [(r["impl"], r["status"]) for r in rows] == [("stock32", "ok"), ("fast", "ok")]
+    stock, fast = rows
+    assert stock["eos_id"] == fast["eos_id"] is not None  # one choice shared by both paths
+    for r in rows:
+        assert 1 <= r["decoded_steps"] <= 16 and r["rows_finished"] >= 1
+        assert 1 <= r["mean_tokens_to_eos"] <= 16
+    assert fast["decode_graphed"] is False  # no CUDA graph on the CPU, and the record says so
