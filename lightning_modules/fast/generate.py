@@ -33,10 +33,10 @@ _UNSUPPORTED = [
 CHECK_EVERY = 16  # decode steps between host checks for "all sequences finished"
 
 # How a decode step attends to the encoder output (q length 1 against S cached keys per layer), the step's
-# largest memory read. "sdpa": SDPA with the key mask (on CUDA a masked kernel that runs one block per
-# (sequence, head) and reads S keys with it); "flash": SDPA without a mask when no key is padded (a split-KV
-# flash kernel), else as "sdpa"; "flex": flex_attention's decoding kernel (split-KV, padding by a mask_mod);
-# "bmm": two batched matmuls around a masked softmax. "auto": CUDA_DECODE_ATTN on CUDA, "sdpa" elsewhere.
+# largest memory read. "sdpa": SDPA with the key mask; "flash": SDPA without a mask when no key is padded (the
+# flash kernel), else as "sdpa"; "flex": flex_attention's decoding kernel (padding by a mask_mod); "bmm": two
+# batched matmuls around a masked softmax. "auto": CUDA_DECODE_ATTN on CUDA, "sdpa" elsewhere. On the H200 the
+# step is 2.3-2.9x its memory floor whichever is chosen: the rest of the step, a chain of small kernels, is the gap.
 # benchmarks/decode_probe.py measures them; benchmarks/NOTES_fast_path.md (v5) has the numbers behind the choice.
 DECODE_ATTNS = ("sdpa", "flash", "flex", "bmm")
 CUDA_DECODE_ATTN = "flash"  # H200: flash 3.9 TB/s alone, masked SDPA 3.2, bmm 1.0-2.2, flex decoding 1.0 (v5)
@@ -303,8 +303,8 @@ def _decode(model, fast, s, enc, valid, dtype, max_new, min_new, fixed_length, u
         fast.gen_graph = g = None  # free the old graph's buffers first
         W = DecoderWeights(model, fast.path, dtype)
         st = _new_state(W, B, S, max_new, s["eos"], dev)
-    # compile=True compiles the encoder layers; the step itself only with compile_step (measured in
-    # benchmarks/decode_probe.py: with the masked SDPA on the H100 it gained nothing, 70.2 vs 70.7 samples/s)
+    # compile=True compiles the encoder layers; the step itself only with compile_step (decode_probe.py on the
+    # H200: -10% on LED-base, +7-8% on LED-large and BigBird-large)
     step = decode_step
     if compile_step:
         if getattr(fast, "gen_step_compiled", None) is None:
