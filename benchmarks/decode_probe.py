@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_fast import build, load_arch, make_batch  # noqa: E402
+from flex_probe import cuda_ms  # noqa: E402
 
 from lightning_modules.fast import apply_fast_path  # noqa: E402
 from lightning_modules.fast import generate as G  # noqa: E402
@@ -30,23 +31,14 @@ from lightning_modules.fast.flops import decode_step_bytes  # noqa: E402
 
 
 def events_ms(fn, reps, warm=2):
-    if not torch.cuda.is_available():  # CPU dry run of this script (--tiny)
-        for _ in range(warm):
-            fn()
-        t = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        return (time.perf_counter() - t) * 1e3 / reps
-    for _ in range(warm):
+    if torch.cuda.is_available():
+        return cuda_ms(fn, reps, warm)
+    for _ in range(warm):  # CPU dry run of this script (--tiny)
         fn()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
+    t = time.perf_counter()
     for _ in range(reps):
         fn()
-    b.record()
-    torch.cuda.synchronize()
-    return a.elapsed_time(b) / reps
+    return (time.perf_counter() - t) * 1e3 / reps
 
 
 def ceilings():
@@ -163,7 +155,7 @@ def main():
                         rec["pct_of_floor"] = 100 * floor_ms / rec["step_ms"]
                         rec["gen_samples_per_s"] = B / ((enc_ms + rec["load_ms"] + new * rec["step_ms"]) / 1e3)
                         st, H = fast.gen_graph.st, fast.gen_graph.W.H
-                        rec["attn_alone_ms"], rec["attn_alone_gbs"] = attn_alone_ms(st, rec_attn(attn, valid), B, H, S,
+                        rec["attn_alone_ms"], rec["attn_alone_gbs"] = attn_alone_ms(st, G.resolve_decode_attn(attn, dev, valid), B, H, S,
                                                                                    arch["d_model"] // H)
                 except Exception as e:  # a variant that fails is a result too
                     rec.update(status=f"crash: {str(e).strip().splitlines()[0][:200]}")
@@ -190,10 +182,6 @@ def main():
 
 
 DTYPE = torch.bfloat16
-
-
-def rec_attn(attn, valid):
-    return ("flash_unpadded" if bool(valid.all()) else "sdpa") if attn == "flash" else attn
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ from lightning_modules.fast.bigbird import bigbird_pattern, layer_blocks  # noqa
 from lightning_modules.fast.led import led_pattern  # noqa: E402
 
 
-def cuda_ms(fn, reps):
-    for _ in range(2):
+def cuda_ms(fn, reps, warm=2):
+    for _ in range(warm):
         fn()
     torch.cuda.synchronize()
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

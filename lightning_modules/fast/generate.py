@@ -195,6 +195,16 @@ def cross_attention(q, k, v, st, attn, scale):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
+def resolve_decode_attn(attn, device, valid):
+    """The cross-attention a decode step runs for this call: "auto" by device; "flash" takes no mask, so it runs
+    only for a batch without padded keys (one host sync per call), masked SDPA otherwise."""
+    if attn == "auto":
+        attn = CUDA_DECODE_ATTN if device.type == "cuda" else "sdpa"
+    if attn == "flash":
+        attn = "flash_unpadded" if bool(valid.all()) else "sdpa"
+    return attn
+
+
 def _cross_block(cross_mask, S, B, device):
     """Flex BlockMask for one query against S keys, padded keys (cross_mask False) masked. Every key tile is
     listed (partial), so the mask's tensors never change between calls: a captured graph keeps reading the same
@@ -285,10 +295,7 @@ def greedy_generate(model, input_ids, attention_mask, global_attention_mask=None
 def _decode(model, fast, s, enc, valid, dtype, max_new, min_new, fixed_length, use_graph, attn, compile_step):
     B, S, _ = enc.shape
     dev = enc.device
-    if attn == "auto":
-        attn = CUDA_DECODE_ATTN if dev.type == "cuda" else "sdpa"
-    if attn == "flash":  # flash takes no mask: only for a batch without padded keys (one host sync per call)
-        attn = "flash_unpadded" if bool(valid.all()) else "sdpa"
+    attn = resolve_decode_attn(attn, dev, valid)
     # s holds Python values only: a replayed graph reads tensors at their capture-time addresses, so every
     # tensor the step reads lives in W or st, which live as long as the graph (an EOS-id tensor made per call
     # here was freed after the first call and replays read whatever took its place: out-of-range indices)
