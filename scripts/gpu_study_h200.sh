@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Device calls of the H200 study (issue 19, docs/gpu-study-h200/), each a phase under one time budget, everything
+# packed into $OUT. Run from the repository root with the carried wheels (scripts/gpu_wheels.sh) and .gpu_commit.
+#   bash scripts/gpu_study_h200.sh recipe   # which recipe makes the real-size models learn the embedded task from
+#                                           # scratch: trials run side by side on the one GPU (their costs are not
+#                                           # measurements: they share the card), validation Rgm every 100 steps
+set -uo pipefail
+PHASE=${1:-recipe}
+OUT=${OUT:-/tmp/gpu_out}
+S=/tmp/study
+mkdir -p "$OUT" "$S"
+T0=$(date +%s)
+source scripts/gpu_env.sh > "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
+export TRANSFORMERS_VERBOSITY=error TORCHINDUCTOR_CACHE_DIR=/tmp/inductor_cache
+[ -f .gpu_commit ] && export STUDY_GIT_COMMIT=$(cat .gpu_commit)
+left() { echo $(( ${BUDGET:-560} - ($(date +%s) - T0) )); }
+nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
+
+# real-size architectures, random init, the embedded summarization task at 4096 words with 8 facts
+REAL=(model.pretrained=false strategy=single_gpu data=synthetic impl=fast_graph paths.output_dir=$S
+      data.synthetic.n_validation=32 '~callbacks.last_checkpoint' '~callbacks.best_checkpoint' '~callbacks.early_stopping')
+
+trial() {  # trial <label> <seconds> <overrides...>: one train.py run in the background, its log beside it
+  local label=$1 t=$2; shift 2
+  mkdir -p "$S/$PHASE/$label"
+  echo "=== [$(( $(date +%s) - T0 ))s] $label (limit ${t}s): $*" | tee -a "$OUT/log.txt"
+  timeout -s INT -k 15 "$t" python3 train.py name=$PHASE "${REAL[@]}" "$@" hydra.run.dir=$S/$PHASE/$label \
+      > "$S/$PHASE/$label/stdout.txt" 2>&1 &
+}
+
+case $PHASE in
+  recipe)
+    T=$(( $(left) - 45 ))
+    # LED-base at four learning rates / curricula (min_doc_fraction: training documents of that fraction of 4096
+    # words up to all of it), LED-large and BigBird-large at the likeliest one
+    C=(seq_len=4096 batch_size=8 module.warmup_ratio=0.1 data.val_every_steps=100)
+    trial led_base_lr3e-4_mdf0.25   $T model=led_base "${C[@]}" trainer.max_steps=600 module.lr=3e-4 data.synthetic.min_doc_fraction=0.25
+    trial led_base_lr3e-4_mdf0.0625 $T model=led_base "${C[@]}" trainer.max_steps=600 module.lr=3e-4 data.synthetic.min_doc_fraction=0.0625
+    trial led_base_lr1e-3_mdf0.0625 $T model=led_base "${C[@]}" trainer.max_steps=600 module.lr=1e-3 data.synthetic.min_doc_fraction=0.0625
+    trial led_base_lr1e-4_mdf0.0625 $T model=led_base "${C[@]}" trainer.max_steps=600 module.lr=1e-4 data.synthetic.min_doc_fraction=0.0625
+    trial led_large_lr1e-4_mdf0.0625 $T model=led_large "${C[@]}" trainer.max_steps=500 module.lr=1e-4 data.synthetic.min_doc_fraction=0.0625
+    trial bigbird_large_lr3e-4_mdf0.0625 $T model=bigbird_large "${C[@]}" trainer.max_steps=400 module.lr=3e-4 data.synthetic.min_doc_fraction=0.0625
+    wait
+    ;;
+  *) echo "usage: $0 recipe"; exit 2 ;;
+esac
+echo "=== [$(( $(date +%s) - T0 ))s] done" | tee -a "$OUT/log.txt"
+python3 scripts/learning_curves.py "$S/$PHASE" --out "$OUT/learning_curves.csv" 2>&1 | tee -a "$OUT/log.txt"
+tar czf "$OUT/$PHASE.tar.gz" -C "$S" --exclude='*.ckpt' --exclude='*/model/*' "$PHASE" 2>/dev/null
+nvidia-smi --query-gpu=memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
+grep -h "Error\|error" "$S/$PHASE"/*/stdout.txt | sort | uniq -c | head -20
