@@ -52,7 +52,7 @@ def train(cfg: DictConfig, run_dir) -> str:
     )
     module = build(cfg.module, _target_=spec.fam.lightning_module, model=model, tokenizer=tokenizer, task=data.task, family=spec.family)
     identity = dict(
-        model=spec.name, family=spec.family, parameters=count_parameters(model), pretrained=spec.pretrained,
+        model=spec.name, family=spec.family, parameters=count_parameters(model), pretrained=spec.pretrained, weights=spec.weights,
         attn_impl=spec.attn_impl, data=cfg.data.name, task=data.task, metric=module.metric,
         seq_len=seq_len, encoder_attention=encoder_attention, batch_size=batch_size, batch_size_source=batch_source,
         strategy=cfg.strategy.name, seed=cfg.seed, **batch_record,

@@ -82,7 +82,28 @@ class ModelSpec:
         return self.fam.pad_to_seq_len
 
     @property
+    def source_run(self):
+        """The train run directory model.local_path names, if it names one: its best checkpoint is the starting point
+        (a model this project trained, e.g. on short documents, fine-tuned again as the paper fine-tunes hub ones)."""
+        from pathlib import Path
+
+        if self.pretrained and self.local_path and (Path(self.local_path) / ARCHITECTURE_DIR / "config.json").exists():
+            return Path(self.local_path)
+        return None
+
+    @property
+    def weights(self) -> str:
+        """Where the starting weights come from, for the record: random, the hub, a directory or a run's checkpoint."""
+        if self.source_run is not None:
+            return f"run: {self.source_run.resolve()} (best checkpoint)"
+        if self.pretrained:
+            return f"local: {self.local_path}" if self.local_path else f"hub: {self.hub_name}"
+        return "random"
+
+    @property
     def tokenizer_source(self) -> str:
+        if self.tokenizer is None and self.source_run is not None:
+            return str(self.source_run / ARCHITECTURE_DIR)
         return self.tokenizer or ((self.local_path or self.hub_name) if self.pretrained else PROJECT_TOKENIZER)
 
     def check_seq_len(self, seq_len) -> int:
@@ -130,7 +151,9 @@ class ModelSpec:
         """(model, tokenizer). Random weights are drawn under `seed` (on `device`, which is much faster for the
         large models on a GPU), so the same seed and device build the same model."""
         tokenizer = self.load_tokenizer()
-        if self.pretrained:
+        if self.source_run is not None:
+            model = _model_from_run(self, self.source_run, "best")
+        elif self.pretrained:
             _, model_cls = _classes(self.family)
             source = self.local_path or self.hub_name
             try:
@@ -189,11 +212,27 @@ def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
     """(model, tokenizer) of a train run: its saved architecture with the weights of its checkpoint."""
     from pathlib import Path
 
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer
 
     arch_dir = Path(run_dir) / ARCHITECTURE_DIR
     if not arch_dir.exists():
         raise StudyError(f"run_dir={run_dir} has no {ARCHITECTURE_DIR}/ (is it a train run directory?)")
+    model = _model_from_run(spec, run_dir, checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(str(arch_dir))
+    if spec.attn_impl == "fast":
+        from lightning_modules.fast import apply_fast_path
+
+        model = apply_fast_path(model, compile=spec.compile, cuda_graph=spec.cuda_graph)
+    return model, tokenizer
+
+
+def _model_from_run(spec: ModelSpec, run_dir, checkpoint: str):
+    """A train run's saved architecture with the weights of one of its checkpoints (the stock model)."""
+    from pathlib import Path
+
+    from transformers import GenerationConfig
+
+    arch_dir = Path(run_dir) / ARCHITECTURE_DIR
     ckpt = checkpoint_path(run_dir, checkpoint)
     config_cls, model_cls = _classes(spec.family)
     model = model_cls(config_cls.from_pretrained(arch_dir))
@@ -202,9 +241,4 @@ def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
     missing, unexpected = model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()}, strict=False)
     if unexpected or [k for k in missing if not k.endswith(spec.fam.optional_weights)]:
         raise StudyError(f"checkpoint {ckpt} does not fit model={spec.name}: {len(missing)} missing, {len(unexpected)} unexpected tensors")
-    tokenizer = AutoTokenizer.from_pretrained(str(arch_dir))
-    if spec.attn_impl == "fast":
-        from lightning_modules.fast import apply_fast_path
-
-        model = apply_fast_path(model, compile=spec.compile, cuda_graph=spec.cuda_graph)
-    return model, tokenizer
+    return model

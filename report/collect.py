@@ -31,7 +31,7 @@ SKIP_DIRS = {"checkpoints", "logs", "model", "infer", ".hydra", "lightning_logs"
 RECENT_S = 600  # an incomplete run whose record changed this recently may still be running
 
 IDENTITY = [
-    "model", "family", "parameters", "pretrained", "dataset", "task", "seq_len",
+    "model", "family", "parameters", "pretrained", "weights", "dataset", "task", "seq_len",
     "batch_size", "batch_size_source", "accumulate_grad_batches", "effective_batch_size",
     "strategy", "devices", "num_nodes", "precision", "attn_impl", "compile", "cuda_graph", "seed",
 ]

@@ -4,6 +4,9 @@
 #   bash scripts/gpu_study_h200.sh recipe   # which recipe makes the real-size models learn the embedded task from
 #                                           # scratch: trials run side by side on the one GPU (their costs are not
 #                                           # measurements: they share the card), validation Rgm every 100 steps
+#   bash scripts/gpu_study_h200.sh pretrain # the paper fine-tunes pretrained models: pretrain each real-size model here
+#                                           # on short documents (512 words, seq_len 512), then fine-tune the best at
+#                                           # 1024 and 4096 tokens on the 4096-word documents (model.local_path=<run>)
 set -uo pipefail
 PHASE=${1:-recipe}
 OUT=${OUT:-/tmp/gpu_out}
@@ -17,8 +20,8 @@ left() { echo $(( ${BUDGET:-560} - ($(date +%s) - T0) )); }
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
 
 # real-size architectures, random init, the embedded summarization task at 4096 words with 8 facts
-REAL=(model.pretrained=false strategy=single_gpu data=synthetic impl=fast_graph paths.output_dir=$S
-      data.synthetic.n_validation=32 '~callbacks.last_checkpoint' '~callbacks.best_checkpoint' '~callbacks.early_stopping')
+REAL=(strategy=single_gpu data=synthetic impl=fast_graph paths.output_dir=$S
+      data.synthetic.n_validation=32 '~callbacks.last_checkpoint' '~callbacks.early_stopping')
 
 trial() {  # trial <label> <seconds> <overrides...>: one train.py run in the background, its log beside it
   local label=$1 t=$2; shift 2
@@ -33,7 +36,7 @@ case $PHASE in
     T=$(( $(left) - 45 ))
     # LED-base at four learning rates / curricula (min_doc_fraction: training documents of that fraction of 4096
     # words up to all of it), LED-large and BigBird-large at the likeliest one
-    C=(seq_len=4096 batch_size=8 module.warmup_ratio=0.1 data.val_every_steps=100)
+    C=(model.pretrained=false seq_len=4096 batch_size=8 module.warmup_ratio=0.1 data.val_every_steps=100 '~callbacks.best_checkpoint')
     trial led_base_lr3e-4_mdf0.25   $T model=led_base "${C[@]}" trainer.max_steps=600 module.lr=3e-4 data.synthetic.min_doc_fraction=0.25
     trial led_base_lr3e-4_mdf0.0625 $T model=led_base "${C[@]}" trainer.max_steps=600 module.lr=3e-4 data.synthetic.min_doc_fraction=0.0625
     trial led_base_lr1e-3_mdf0.0625 $T model=led_base "${C[@]}" trainer.max_steps=600 module.lr=1e-3 data.synthetic.min_doc_fraction=0.0625
@@ -42,7 +45,32 @@ case $PHASE in
     trial bigbird_large_lr3e-4_mdf0.0625 $T model=bigbird_large "${C[@]}" trainer.max_steps=400 module.lr=3e-4 data.synthetic.min_doc_fraction=0.0625
     wait
     ;;
-  *) echo "usage: $0 recipe"; exit 2 ;;
+  pretrain)
+    # 1. pretraining on 512-word documents (all 8 facts inside 512 tokens), best checkpoint kept
+    P=(model.pretrained=false seq_len=512 batch_size=16 module.warmup_ratio=0.1 data.val_every_steps=250 data.synthetic.doc_tokens=512
+       data.synthetic.n_train=8000 trainer.max_steps=${PSTEPS:-1000})
+    T=${PT:-230}
+    trial p_led_base_lr3e-4 $T model=led_base "${P[@]}" module.lr=3e-4
+    trial p_led_base_lr3e-4_nodrop $T model=led_base "${P[@]}" module.lr=3e-4 model.arch.dropout=0.0
+    trial p_led_base_lr1e-4 $T model=led_base "${P[@]}" module.lr=1e-4
+    trial p_led_large_lr1e-4 $T model=led_large "${P[@]}" module.lr=1e-4
+    trial p_bigbird_large_lr1e-4 $T model=bigbird_large "${P[@]}" module.lr=1e-4
+    wait
+    python3 scripts/learning_curves.py "$S/$PHASE" 2>&1 | tee -a "$OUT/log.txt"
+    # 2. fine-tuning each model's best pretrained run on the 4096-word documents, at 4096 and 1024 tokens
+    best() {  # the run of a model with the highest best validation Rgm (metrics.json), if it kept a checkpoint
+      python3 -c "import json,glob,sys; r=[(json.load(open(f)).get('rgm') or 0, f.rsplit('/',1)[0]) for f in glob.glob('$S/$PHASE/p_$1_*/metrics.json')]
+r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if r else '')"; }
+    F=(batch_size=8 module.lr=${FLR:-1e-4} module.warmup_ratio=0.1 data.val_every_steps=100 trainer.max_steps=${FSTEPS:-300} model.pretrained=true)
+    T=$(( $(left) - 40 ))
+    for m in led_base led_large bigbird_large; do
+      src=$(best $m); [ -n "$src" ] || { echo "no pretrained $m" | tee -a "$OUT/log.txt"; continue; }
+      trial f_${m}_4096 $T model=$m "${F[@]}" seq_len=4096 model.local_path=$src
+      [ $m = led_base ] && trial f_${m}_1024 $T model=$m "${F[@]}" seq_len=1024 model.local_path=$src
+    done
+    wait
+    ;;
+  *) echo "usage: $0 recipe|pretrain"; exit 2 ;;
 esac
 echo "=== [$(( $(date +%s) - T0 ))s] done" | tee -a "$OUT/log.txt"
 python3 scripts/learning_curves.py "$S/$PHASE" --out "$OUT/learning_curves.csv" 2>&1 | tee -a "$OUT/log.txt"

@@ -118,3 +118,37 @@ def test_compile_takes_a_bool_or_a_torch_compile_mode():
     assert spec("led_tiny", compile="reduce-overhead").compile == "reduce-overhead"
     with pytest.raises(StudyError, match="model.compile=fastest is not one of: False, True, default, reduce-overhead"):
         spec("led_tiny", compile="fastest")
+
+
+def _a_trained_run(tmp_path, name="led_tiny", seed=3):
+    """A train run directory as train.py leaves it: model/ (architecture, tokenizer) and checkpoints/best.ckpt."""
+    from lightning_modules.models import save_architecture
+
+    model, tok = spec(name).load(seed=seed)
+    run = tmp_path / f"{name}_run"
+    save_architecture(model, tok, run)
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, run / "checkpoints" / "best.ckpt")
+    return run, model
+
+
+@pytest.mark.parametrize("name", ["led_tiny", "bigbird_tiny"])
+def test_a_train_run_directory_as_local_path_starts_from_its_best_checkpoint(tmp_path, name):
+    run, trained = _a_trained_run(tmp_path, name)
+    s = spec(name, pretrained=True, local_path=str(run))
+    assert s.source_run == run and s.tokenizer_source == str(run / "model")
+    model, tok = s.load(seed=99)  # the seed draws nothing: the weights are the run's
+    for (k, a), (_, b) in zip(sorted(model.state_dict().items()), sorted(trained.state_dict().items())):
+        assert torch.equal(a, b), k
+    assert len(tok) == len(spec(name).load_tokenizer())
+
+
+def test_a_run_directory_of_another_model_or_without_its_checkpoint_is_refused(tmp_path):
+    run, _ = _a_trained_run(tmp_path, "led_tiny")
+    with pytest.raises(StudyError, match="does not fit model=bigbird_tiny"):
+        spec("bigbird_tiny", pretrained=True, local_path=str(run)).load()
+    (run / "checkpoints" / "best.ckpt").unlink()
+    with pytest.raises(StudyError, match="best.ckpt does not exist"):
+        spec("led_tiny", pretrained=True, local_path=str(run)).load()
+    # without pretrained=true the directory is not read: random weights, as the key says
+    assert spec("led_tiny", pretrained=False, local_path=str(run)).source_run is None
