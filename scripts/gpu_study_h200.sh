@@ -7,6 +7,9 @@
 #   bash scripts/gpu_study_h200.sh pretrain # the paper fine-tunes pretrained models: pretrain each real-size model here
 #                                           # on short documents (512 words, seq_len 512), then fine-tune the best at
 #                                           # 1024 and 4096 tokens on the 4096-word documents (model.local_path=<run>)
+#   TRIALS="led_large:1e-4:0.0 led_large:5e-5:0.0 led_large:3e-5:0.0 bigbird_large:1e-4:0.0 bigbird_large:5e-5:0.0" \
+#     PSTEPS=600 PVAL=200 FT_MODELS="led_large bigbird_large" FT_LENGTHS="1024 4096" FSTEPS=200 \
+#     bash scripts/gpu_study_h200.sh pretrain   # the third call: the large models without dropout
 set -uo pipefail
 PHASE=${1:-recipe}
 OUT=${OUT:-/tmp/gpu_out}
@@ -46,27 +49,27 @@ case $PHASE in
     wait
     ;;
   pretrain)
-    # 1. pretraining on 512-word documents (all 8 facts inside 512 tokens), best checkpoint kept
-    P=(model.pretrained=false seq_len=512 batch_size=16 module.warmup_ratio=0.1 data.val_every_steps=250 data.synthetic.doc_tokens=512
-       data.synthetic.n_train=8000 trainer.max_steps=${PSTEPS:-1000})
-    T=${PT:-230}
-    trial p_led_base_lr3e-4 $T model=led_base "${P[@]}" module.lr=3e-4
-    trial p_led_base_lr3e-4_nodrop $T model=led_base "${P[@]}" module.lr=3e-4 model.arch.dropout=0.0
-    trial p_led_base_lr1e-4 $T model=led_base "${P[@]}" module.lr=1e-4
-    trial p_led_large_lr1e-4 $T model=led_large "${P[@]}" module.lr=1e-4
-    trial p_bigbird_large_lr1e-4 $T model=bigbird_large "${P[@]}" module.lr=1e-4
+    # 1. pretraining from scratch on 512-word documents (all 8 facts inside 512 tokens), best checkpoint kept;
+    #    TRIALS: model:lr:dropout ... (the first call's set by default; call 3: LED-large and BigBird-large)
+    P=(model.pretrained=false seq_len=512 batch_size=16 module.warmup_ratio=0.1 data.val_every_steps=${PVAL:-250}
+       data.synthetic.doc_tokens=512 data.synthetic.n_train=8000 trainer.max_steps=${PSTEPS:-1000})
+    for t in ${TRIALS:-led_base:3e-4:0.1 led_base:3e-4:0.0 led_base:1e-4:0.1 led_large:1e-4:0.1 bigbird_large:1e-4:0.1}; do
+      IFS=: read -r m lr drop <<< "$t"
+      label=p_${m}_lr${lr}; [ "$drop" = 0.0 ] && label=${label}_nodrop
+      trial $label ${PT:-230} model=$m "${P[@]}" module.lr=$lr model.arch.dropout=$drop
+    done
     wait
     python3 scripts/learning_curves.py "$S/$PHASE" 2>&1 | tee -a "$OUT/log.txt"
-    # 2. fine-tuning each model's best pretrained run on the 4096-word documents, at 4096 and 1024 tokens
+    # 2. fine-tuning each model's best pretrained run on the 4096-word documents at FT_LENGTHS tokens
     best() {  # the run of a model with the highest best validation Rgm (metrics.json), if it kept a checkpoint
       python3 -c "import json,glob,sys; r=[(json.load(open(f)).get('rgm') or 0, f.rsplit('/',1)[0]) for f in glob.glob('$S/$PHASE/p_$1_*/metrics.json')]
 r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if r else '')"; }
     F=(batch_size=8 module.lr=${FLR:-1e-4} module.warmup_ratio=0.1 data.val_every_steps=100 trainer.max_steps=${FSTEPS:-300} model.pretrained=true)
     T=$(( $(left) - 40 ))
-    for m in led_base led_large bigbird_large; do
+    for m in ${FT_MODELS:-led_base led_large bigbird_large}; do
       src=$(best $m); [ -n "$src" ] || { echo "no pretrained $m" | tee -a "$OUT/log.txt"; continue; }
-      trial f_${m}_4096 $T model=$m "${F[@]}" seq_len=4096 model.local_path=$src
-      [ $m = led_base ] && trial f_${m}_1024 $T model=$m "${F[@]}" seq_len=1024 model.local_path=$src
+      for L in ${FT_LENGTHS:-4096}; do trial f_${m}_$L $T model=$m "${F[@]}" seq_len=$L model.local_path=$src; done
+      [ $m = led_base ] && [ -z "${FT_LENGTHS:-}" ] && trial f_${m}_1024 $T model=$m "${F[@]}" seq_len=1024 model.local_path=$src
     done
     wait
     ;;
