@@ -73,7 +73,23 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     done
     wait
     ;;
-  *) echo "usage: $0 recipe|pretrain"; exit 2 ;;
+  slice)
+    # the study's first slice through the project's commands: LED-base pretrained with the recipe the pretrain calls
+    # found (512-word documents, lr 1e-4, dropout 0.1), then fine-tuned at the paper's four lengths on the
+    # 4096-word documents, two seeds, one job at a time (costs are measured: nothing else shares the card)
+    P=(model.pretrained=false seq_len=512 batch_size=16 module.warmup_ratio=0.1 data.val_every_steps=100
+       data.synthetic.doc_tokens=512 data.synthetic.n_train=8000 trainer.max_steps=${PSTEPS:-300})
+    trial p_led_base ${PT:-90} model=led_base "${P[@]}" module.lr=1e-4 model.arch.dropout=0.1
+    wait
+    T=$(( $(left) - 25 ))
+    echo "=== [$(( $(date +%s) - T0 ))s] grid (limit ${T}s)" | tee -a "$OUT/log.txt"
+    timeout -s INT -k 15 $T python3 train.py -m name=h200_slice "${REAL[@]}" model=led_base model.pretrained=true \
+        model.local_path=$S/$PHASE/p_led_base seed=1,2 seq_len=1024,2048,3072,4096 batch_size=8 module.lr=1e-4 \
+        trainer.max_steps=${FSTEPS:-100} data.val_every_steps=50 >> "$OUT/log.txt" 2>&1
+    echo "=== [$(( $(date +%s) - T0 ))s] grid exit $?" | tee -a "$OUT/log.txt"
+    mkdir -p "$S/$PHASE" && mv "$S/sweeps" "$S/$PHASE/" 2>/dev/null
+    ;;
+  *) echo "usage: $0 recipe|pretrain|slice"; exit 2 ;;
 esac
 echo "=== [$(( $(date +%s) - T0 ))s] done" | tee -a "$OUT/log.txt"
 python3 scripts/learning_curves.py "$S/$PHASE" --out "$OUT/learning_curves.csv" 2>&1 | tee -a "$OUT/log.txt"
