@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +47,7 @@ class ModelSpec:
     gradient_checkpointing: bool = False
     published_params: int | None = None
     max_input_positions: int | None = None
+    scratch: dict[str, Any] | None = None  # how this architecture learns the embedded task from random weights (lr, dropout)
 
     def __post_init__(self):
         fam = families.get(self.family)  # validates the family
@@ -64,6 +66,7 @@ class ModelSpec:
             raise StudyError("model.cuda_graph=True captures whole steps; model.compile=reduce-overhead adds CUDA "
                              "graphs inside them: use model.compile=true with it")
         self.arch = dict(self.arch)
+        self.scratch = dict(self.scratch) if self.scratch else None
 
     # ---- what the rest of the pipeline asks of a model: the family's answers -------------------------------
     @property
@@ -85,8 +88,6 @@ class ModelSpec:
     def source_run(self):
         """The train run directory model.local_path names, if it names one: its best checkpoint is the starting point
         (a model this project trained, e.g. on short documents, fine-tuned again as the paper fine-tunes hub ones)."""
-        from pathlib import Path
-
         if self.pretrained and self.local_path and (Path(self.local_path) / ARCHITECTURE_DIR / "config.json").exists():
             return Path(self.local_path)
         return None
@@ -150,6 +151,9 @@ class ModelSpec:
     def load(self, seed: int | None = None, device: str | torch.device = "cpu"):
         """(model, tokenizer). Random weights are drawn under `seed` (on `device`, which is much faster for the
         large models on a GPU), so the same seed and device build the same model."""
+        if self.pretrained and self.local_path and not Path(self.local_path).exists():
+            raise StudyError(f"model.local_path={self.local_path} does not exist: give a save_pretrained() directory or a train run "
+                             "directory (experiment=finetune_synthetic reads the run experiment=pretrain_synthetic writes: run that first)")
         tokenizer = self.load_tokenizer()
         if self.source_run is not None:
             model = _model_from_run(self, self.source_run, "best")
@@ -188,8 +192,6 @@ ARCHITECTURE_DIR = "model"  # inside a run directory: config.json, generation_co
 
 def save_architecture(model, tokenizer, run_dir) -> None:
     """What infer.py needs besides the checkpoint's weights, so evaluation never needs the hub."""
-    from pathlib import Path
-
     out = Path(run_dir) / ARCHITECTURE_DIR
     model.config.save_pretrained(out)
     model.generation_config.save_pretrained(out)
@@ -198,8 +200,6 @@ def save_architecture(model, tokenizer, run_dir) -> None:
 
 def checkpoint_path(run_dir, checkpoint: str):
     """The file `checkpoint=` names: best or last (the run's checkpoints/<name>.ckpt), or a path."""
-    from pathlib import Path
-
     ckpt = Path(checkpoint)
     if not ckpt.is_absolute():
         ckpt = Path(run_dir) / "checkpoints" / f"{checkpoint}.ckpt"
@@ -210,8 +210,6 @@ def checkpoint_path(run_dir, checkpoint: str):
 
 def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
     """(model, tokenizer) of a train run: its saved architecture with the weights of its checkpoint."""
-    from pathlib import Path
-
     from transformers import AutoTokenizer
 
     arch_dir = Path(run_dir) / ARCHITECTURE_DIR
@@ -228,8 +226,6 @@ def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
 
 def _model_from_run(spec: ModelSpec, run_dir, checkpoint: str):
     """A train run's saved architecture with the weights of one of its checkpoints (the stock model)."""
-    from pathlib import Path
-
     from transformers import GenerationConfig
 
     arch_dir = Path(run_dir) / ARCHITECTURE_DIR

@@ -39,7 +39,7 @@ ACCURACY = ["metric", "metric_value", "accuracy_source", "rouge1", "rouge2", "ro
 PROGRESS = ["best_step", "global_step", "epochs", "stopped_early"]
 COST_SOURCES = [f"{name}_source" for name in steady.COSTS]  # how each figure was obtained (or why it is unknown)
 # what the run's experiment was (report/configurations.py groups by these): corpus, training budget, hardware
-EXPERIMENT = ["corpus", "training_budget", "max_steps", "max_epochs", "early_stopping", "train_set_size", "train_set_size_source"]
+EXPERIMENT = ["corpus", "training_budget", "memory_budget", "max_steps", "max_epochs", "early_stopping", "train_set_size", "train_set_size_source"]
 # provenance (metrics.json `provenance`) and CPU energy attribution (`cpu_attribution`); absent in older records
 PROVENANCE = ["hardware", "gpu_names", "gpu_count", "gpu_memory_gib", "driver", "cpu_model", "host", "cuda", "torch",
               "transformers", "pytorch_lightning", "codecarbon", "git_commit", "git_dirty"]
@@ -286,6 +286,8 @@ def load_run(directory: Path, accuracy: str = "infer", energy_cost: str = "energ
     row["estimated"] = ", ".join(n for n in steady.COSTS if row[n] is not None and estimated(n, sources)) or None
     row.update(experiment(cfg))
     row.update(provenance(rec.get("provenance")))
+    row["memory_budget"] = memory_budget(row["batch_size_source"], rec.get("batch_size_memory_gib", _get(cfg, "batch_size_memory_gib")),
+                                         row["gpu_memory_gib"])
     row.update(attribution(rec.get("cpu_attribution")))
 
     row["job"] = directory.name
@@ -327,6 +329,16 @@ def experiment(cfg: dict) -> dict:
         "max_steps": steps if isinstance(steps, int) and steps > 0 else None, "max_epochs": epochs if isinstance(epochs, int) else None,
         "early_stopping": early, "train_set_size": size, "train_set_size_source": size_source,
     }
+
+
+def memory_budget(batch_source, cap, card_gib) -> str | None:
+    """The memory a batch_size=auto run sized its batch to (the paper's 48 GB cards emulated, or the whole card): a
+    hardware budget, so runs under different ones are different experiments. None where the batch was given."""
+    if batch_source != "auto":
+        return None
+    if isinstance(cap, (int, float)) and not isinstance(cap, bool):
+        return f"batch_size=auto within {cap:g} GiB"
+    return "batch_size=auto, the whole card" + (f" ({card_gib} GiB)" if card_gib else "")
 
 
 def hardware_key(prov: dict | None) -> str:

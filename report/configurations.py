@@ -3,7 +3,8 @@ one configuration with n, mean and spread; runs of different experiments never s
 
 An experiment (group) is what a comparison holds fixed: the dataset and its corpus settings, the training budget
 (steps, epochs, early stopping, validation), the implementation (attention path, compile, step graph, precision,
-strategy) and the hardware (unless pool_hardware=true). A configuration is a point in it: model and input length
+strategy), the memory budget batch_size=auto sized batches to (48 GiB, the paper's cards, or the whole card) and the
+hardware (unless pool_hardware=true). A configuration is a point in it: model and input length
 (and batch, devices where those vary).
 
 configurations.csv has one row per configuration: `n_seeds`, `<metric>_mean`, `<metric>_min`, `<metric>_max` (and
@@ -18,8 +19,9 @@ import pandas as pd
 from report.frontier import implementation, spread_overlaps, usable  # noqa: F401 - spread_overlaps: one place for it
 from report.steady import COSTS
 
-GROUP_KEYS = ["dataset", "corpus", "training_budget", "implementation", "hardware"]
-GROUP_NAMES = {"corpus": "corpus", "training_budget": "training budget", "implementation": "implementation", "hardware": "hardware"}
+GROUP_KEYS = ["dataset", "corpus", "training_budget", "implementation", "memory_budget", "hardware"]
+GROUP_NAMES = {"corpus": "corpus", "training_budget": "training budget", "implementation": "implementation",
+               "memory_budget": "memory budget", "hardware": "hardware"}
 CONFIG_KEYS = ["model", "seq_len", "batch_size", "effective_batch_size", "devices", "num_nodes", "pretrained"]
 ACCURACY = ["metric_value", "rgm", "f1", "rouge1", "rouge2", "rougeL"]
 CARRIED = ["family", "parameters", "task", "metric", "strategy", "precision", "attn_impl", "compile", "cuda_graph",

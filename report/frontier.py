@@ -308,6 +308,8 @@ def _tie_text(a: Answer, metric: str) -> str:
     n = a.best.get("n_seeds")
     if n is not None and not pd.isna(n) and int(n) > 1:
         text += f"; {metric} is the mean of {int(n)} seeds ({fmt(a.best.get('metric_value_min'))}-{fmt(a.best.get('metric_value_max'))})"
+    elif n is not None and not pd.isna(n) and int(n) == 1:
+        text += f"; {metric} is from one run (one seed): its spread is unknown, repeat it with seed=1,2,3 before relying on it"
     contended = a.best.get("n_contended")
     if contended is not None and not pd.isna(contended) and int(contended) > 0:
         text += f"; {int(contended)} of its runs were measured under CPU contention, so its CPU energy is uncertain"

@@ -4,8 +4,8 @@ the runs' CSV logs (logs/metrics.csv) and labelled with what their configs set.
     python scripts/learning_curves.py <dir> [<dir> ...] [--out curves.csv] [--figure curves.png]
 
 A directory is a run or holds runs (any depth). Prints one line per run: its label (the directory name), the
-metric at each validation, the best and where. --out writes one row per (run, step) with the run's model,
-seq_len, learning rate, curriculum and batch; --figure draws one panel per model (needs matplotlib).
+metric at each validation, the best and where. --out writes one row per (run, step) with the directory holding
+the run (group), the run's model, seq_len, learning rate, curriculum and batch; --figure draws one panel per model (needs matplotlib).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-FIELDS = ["run", "model", "seq_len", "lr", "min_doc_fraction", "batch_size", "seed", "status", "step", "samples", "metric", "value", "train_loss"]
+FIELDS = ["group", "run", "model", "seq_len", "lr", "dropout", "weights", "min_doc_fraction", "batch_size", "seed", "status", "step", "samples", "metric", "value", "train_loss"]
 
 
 def find_runs(paths: list[str]) -> list[Path]:
@@ -44,8 +44,11 @@ def read_run(run: Path) -> list[dict]:
     metric = record.get("metric") or ("f1" if (cfg.get("data") or {}).get("task") == "qa" else "rgm")
     batch = record.get("effective_batch_size") or record.get("batch_size") or cfg.get("batch_size")
     base = dict(
-        run=run.name, model=record.get("model") or (cfg.get("model") or {}).get("name"), seq_len=record.get("seq_len") or cfg.get("seq_len"),
-        lr=(cfg.get("module") or {}).get("lr"), min_doc_fraction=((cfg.get("data") or {}).get("synthetic") or {}).get("min_doc_fraction"),
+        group=run.parent.name, run=run.name, model=record.get("model") or (cfg.get("model") or {}).get("name"), seq_len=record.get("seq_len") or cfg.get("seq_len"),
+        lr=(cfg.get("module") or {}).get("lr"), weights=record.get("weights"),
+        # model.arch sets the architecture of random weights only: a checkpoint brings its own (see weights)
+        dropout=((cfg.get("model") or {}).get("arch") or {}).get("dropout") if record.get("weights", "random") == "random" else None,
+        min_doc_fraction=((cfg.get("data") or {}).get("synthetic") or {}).get("min_doc_fraction"),
         batch_size=batch, seed=record.get("seed") or cfg.get("seed"), status=record.get("status", "unknown"), metric=metric,
     )
     rows, loss = [], None
@@ -66,48 +69,57 @@ def main(argv=None) -> int:
     ap.add_argument("dirs", nargs="+")
     ap.add_argument("--out", help="CSV of every (run, step)")
     ap.add_argument("--figure", help="PNG (or SVG) of the curves, one panel per model")
+    ap.add_argument("--hlines", default="", help="reference levels drawn dotted, e.g. 'ceiling 1024=27.5,guessing=5.4'")
     args = ap.parse_args(argv)
     runs = find_runs(args.dirs)
     if not runs:
         print(f"no run with logs/metrics.csv under: {' '.join(args.dirs)}", file=sys.stderr)
         return 2
-    table = [r for run in runs for r in read_run(run)]
-    for run in runs:
-        rows = [r for r in table if r["run"] == run.name]
+    curves = {run: read_run(run) for run in runs}  # by directory: two runs may share a name in different groups
+    for run, rows in curves.items():
         if not rows:
-            print(f"{run.name}: no validation logged")
+            print(f"{run.parent.name}/{run.name}: no validation logged")
             continue
         best = max(rows, key=lambda r: r["value"])
         curve = " ".join(f"{r['step']}:{r['value']:.1f}" for r in rows)
-        print(f"{run.name} [{rows[0]['status']}] {rows[0]['metric']} by step: {curve} | best {best['value']:.1f} at step {best['step']}")
+        print(f"{run.parent.name}/{run.name} [{rows[0]['status']}] {rows[0]['metric']} by step: {curve} | best {best['value']:.1f} at step {best['step']}")
+    table = [r for rows in curves.values() for r in rows]
     if args.out:
         with open(args.out, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=FIELDS)
             w.writeheader()
             w.writerows(table)
-    if args.figure:
-        draw(table, args.figure)
+    if args.figure and table:
+        hlines = {k.strip(): float(v) for k, v in (item.rsplit("=", 1) for item in args.hlines.split(",") if item.strip())}
+        draw([rows for rows in curves.values() if rows], args.figure, hlines)
     return 0
 
 
-def draw(table: list[dict], path: str) -> None:
+def draw(curves: list[list[dict]], path: str, hlines: dict[str, float] | None = None) -> None:
+    """One panel per model, one line per run (x: training samples seen when the batch is known)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = list(dict.fromkeys(r["model"] for r in table))
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False, sharey=True)
+    models = list(dict.fromkeys(rows[0]["model"] for rows in curves))
+    by_samples = all(r["samples"] for rows in curves for r in rows)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 5.2), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
-        for run in dict.fromkeys(r["run"] for r in table if r["model"] == model):
-            rows = [r for r in table if r["run"] == run]
-            x = [r["samples"] or r["step"] for r in rows]
-            ax.plot(x, [r["value"] for r in rows], marker="o", ms=3, label=run)
+        for rows in (c for c in curves if c[0]["model"] == model):
+            x = [r["samples"] if by_samples else r["step"] for r in rows]
+            r0 = rows[0]
+            start = f"dropout {r0['dropout']}" if r0["dropout"] is not None else f"from {Path(str(r0['weights']).split()[1]).name}"
+            label = f"{r0['group']}/{r0['run']}: seq_len {r0['seq_len']}, lr {r0['lr']}, {start}, seed {r0['seed']}"
+            ax.plot(x, [r["value"] for r in rows], marker="o", ms=3, label=label, alpha=0.8)
+        for name, level in (hlines or {}).items():
+            ax.axhline(level, color="grey", ls=":", lw=0.8)
+            ax.annotate(name, (1.0, level), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=6, color="grey")
         ax.set_title(model)
-        ax.set_xlabel("training samples seen" if all(r["samples"] for r in table) else "optimizer step")
+        ax.set_xlabel("training samples seen" if by_samples else "optimizer step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(f"validation {table[0]['metric']}")
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)  # below: never over a curve
+    axes[0][0].set_ylabel(f"validation {curves[0][0]['metric']}")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
 

@@ -102,8 +102,22 @@ def _shown(v) -> str:
     return str(v)
 
 
+def _check_scratch_recipe(cfg: DictConfig) -> None:
+    """experiment=pretrain_synthetic reads the model's from-scratch recipe (model.scratch): a model without one is named."""
+    for key in ("module.lr", "model.arch.dropout"):
+        parent, leaf = key.rsplit(".", 1)
+        node = OmegaConf.select(cfg, parent)
+        if not isinstance(node, DictConfig) or leaf not in node:
+            continue
+        raw = OmegaConf.to_container(node, resolve=False).get(leaf)
+        if isinstance(raw, str) and "model.scratch" in raw and not OmegaConf.select(cfg, "model.scratch"):
+            raise StudyError(f"{key}={raw}: model={OmegaConf.select(cfg, 'model.name')} has no from-scratch recipe (model.scratch.lr, "
+                             f"model.scratch.dropout); set {key}= yourself or give the model a scratch: block")
+
+
 def check(cfg: DictConfig) -> None:
     """Raise a StudyError for the first value in RULES that breaks its rule."""
+    _check_scratch_recipe(cfg)
     for key, (rule, allowed) in RULES.items():
         try:
             value = OmegaConf.select(cfg, key, default=_MISSING)

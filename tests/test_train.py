@@ -388,3 +388,36 @@ def test_a_pre_timeout_signal_under_slurm_requeues_and_the_rerun_resumes(tmp_pat
     again = run_cli("train.py", *args, out=tmp_path, cache=cache_dir, env=env)  # what the requeued job runs
     assert f"resumed from step {rec['global_step']}" in again.stdout + again.stderr
     assert json.loads((run / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_pretrain_then_finetune_starts_each_job_from_its_models_pretrained_run(tmp_path, cache_dir):
+    # the H200 study's two steps (experiment=pretrain_synthetic, then experiment=finetune_synthetic), at CPU size
+    small = ["strategy=cpu", "data.synthetic.n_train=16", "data.synthetic.n_validation=4", "data.synthetic.n_test=4",
+             "batch_size=4", "trainer.max_steps=2", "data.val_every_steps=2"]
+    run_cli("train.py", "-m", "experiment=pretrain_synthetic", "model=led_tiny,bigbird_tiny", "seq_len=128",
+            "data.synthetic.doc_tokens=128", *small, out=tmp_path, cache=cache_dir)
+    pretrained = records(tmp_path / "sweeps" / "pretrain", "train")
+    assert sorted(p.name for p in pretrained) == ["bigbird_tiny", "led_tiny"]
+    led = pretrained[tmp_path / "sweeps" / "pretrain" / "led_tiny"]
+    assert led["weights"] == "random" and led["status"] == "ok"
+    cfg = (tmp_path / "sweeps" / "pretrain" / "led_tiny" / ".hydra" / "config.yaml").read_text()
+    assert "lr: 0.002" in cfg and "dropout: 0.0" in cfg  # model.scratch, resolved into the run's config
+    run_cli("train.py", "-m", "experiment=finetune_synthetic", "model=led_tiny,bigbird_tiny", "seq_len=128,256", "seed=1",
+            "data.synthetic.doc_tokens=256", *small, out=tmp_path, cache=cache_dir)
+    tuned = records(tmp_path / "sweeps" / "finetune_synthetic", "train")
+    assert len(tuned) == 4 and all(r["status"] == "ok" and r["pretrained"] for r in tuned.values())
+    for r in tuned.values():
+        source = tmp_path / "sweeps" / "pretrain" / r["model"]
+        assert r["weights"] == f"run: {source.resolve()} (best checkpoint)"
+
+
+def test_finetune_before_pretrain_and_a_model_without_a_scratch_recipe_are_one_line_each(tmp_path, cache_dir):
+    proc = run_cli("train.py", "experiment=finetune_synthetic", "model=led_tiny", "seq_len=128", "strategy=cpu",
+                   out=tmp_path, cache=cache_dir, check=False)
+    assert proc.returncode == 2
+    assert re.search(r"model\.local_path=\S+/sweeps/pretrain/led_tiny does not exist: .*run that first", proc.stderr)
+    proc = run_cli("train.py", "experiment=pretrain_synthetic", "model=longt5_tiny", "strategy=cpu", out=tmp_path,
+                   cache=cache_dir, check=False)
+    assert proc.returncode == 2
+    assert "model=longt5_tiny has no from-scratch recipe (model.scratch.lr, model.scratch.dropout)" in proc.stderr
+    assert not records(tmp_path, "train") or all(r["status"] == "failed" for r in records(tmp_path, "train").values())

@@ -61,3 +61,20 @@ def test_html_tables_right_align_numbers_and_highlight_marked_rows():
     assert html.count("text-align: right") >= 1 and "background-color: #fff3c4" in html
     assert "<th" in html and "configuration" in html and "a @ 128" in html
     assert render._numeric_columns([["a @ 128", "32 (30-34, n=3)", "~0.002"], ["b", "—", "1,234"]]) == [1, 2]
+
+
+def test_memory_budgets_are_separate_experiments():
+    # the paper's 48 GB cards emulated on an H200 against the whole card: batch_size=auto gives each its own batch
+    from report.collect import memory_budget
+
+    cap, card = memory_budget("auto", 48.0, "139.8"), memory_budget("auto", None, "139.8")
+    assert (cap, card) == ("batch_size=auto within 48 GiB", "batch_size=auto, the whole card (139.8 GiB)")
+    assert memory_budget("paper", 48.0, "139.8") is None and memory_budget("given", None, None) is None
+    t = runs([("a", 128, 1, 30.0, 1.0, {"memory_budget": cap, "batch_size": 8, "effective_batch_size": 8}),
+              ("a", 128, 2, 31.0, 1.0, {"memory_budget": cap, "batch_size": 8, "effective_batch_size": 8}),
+              ("a", 128, 1, 33.0, 2.0, {"memory_budget": card, "batch_size": 23, "effective_batch_size": 23})])
+    conf = configurations.aggregate(t)
+    assert sorted(conf["group"]) == [f"synthetic [{cap}]", f"synthetic [{card}]"]
+    assert sorted(conf["n_seeds"]) == [1, 2]
+    lines = configurations.separating(configurations.assign_groups(t))
+    assert lines == ["synthetic: 2 experiments, apart in memory budget; each has its own table, figures, frontier and answer"]

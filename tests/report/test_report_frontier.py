@@ -216,3 +216,12 @@ def test_the_next_better_configuration_outside_the_budget_and_what_it_would_cost
                         "it would need 4 kWh of training energy (1.8x the limit).")
     (a,) = frontier.answer(GRID, {"kwh": 100}, COSTS)  # everything measured fits: nothing better outside
     assert a.next_better is None and a.beyond.startswith("No configuration outside the budget on gov_report is more accurate")
+
+
+def test_an_answer_from_one_run_says_so_and_one_from_seeds_gives_their_spread():
+    none = {"kwh": None, "train_hours": None, "min_inference_samples_per_s": None}
+    (a,) = frontier.answer(GRID.assign(n_seeds=1), none, COSTS)
+    assert a.sentence.endswith("; Rgm is from one run (one seed): its spread is unknown, repeat it with seed=1,2,3 before relying on it.")
+    seeds = GRID.assign(n_seeds=3, metric_value_min=GRID.metric_value - 1, metric_value_max=GRID.metric_value + 1)
+    (a,) = frontier.answer(seeds, none, COSTS)
+    assert "Rgm is the mean of 3 seeds (49-51)" in a.sentence and "one run" not in a.sentence
