@@ -98,7 +98,7 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     M=${MODEL:-led_base}
     G=(paths.output_dir=$S impl=${IMPL:-fast_graph} '~callbacks.last_checkpoint')
     echo "=== [$(( $(date +%s) - T0 ))s] pretrain $M" | tee -a "$OUT/log.txt"
-    timeout -s INT -k 15 ${PT:-240} python3 train.py -m experiment=pretrain_synthetic model=$M impl=fast_graph \
+    timeout -s INT -k 15 ${PT:-240} python3 train.py -m experiment=pretrain_synthetic model=$M data=${TASK:-synthetic} impl=fast_graph \
         paths.output_dir=$S '~callbacks.last_checkpoint' >> "$OUT/log.txt" 2>&1
     T=$(( $(left) - ${INFER_S:-60} - 20 ))
     echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M (limit ${T}s)" | tee -a "$OUT/log.txt"

@@ -397,17 +397,17 @@ def test_pretrain_then_finetune_starts_each_job_from_its_models_pretrained_run(t
     run_cli("train.py", "-m", "experiment=pretrain_synthetic", "model=led_tiny,bigbird_tiny", "seq_len=128",
             "data.synthetic.doc_tokens=128", *small, out=tmp_path, cache=cache_dir)
     pretrained = records(tmp_path / "sweeps" / "pretrain", "train")
-    assert sorted(p.name for p in pretrained) == ["bigbird_tiny", "led_tiny"]
-    led = pretrained[tmp_path / "sweeps" / "pretrain" / "led_tiny"]
+    assert sorted(p.name for p in pretrained) == ["bigbird_tiny_summarization", "led_tiny_summarization"]
+    led = pretrained[tmp_path / "sweeps" / "pretrain" / "led_tiny_summarization"]
     assert led["weights"] == "random" and led["status"] == "ok"
-    cfg = (tmp_path / "sweeps" / "pretrain" / "led_tiny" / ".hydra" / "config.yaml").read_text()
+    cfg = (tmp_path / "sweeps" / "pretrain" / "led_tiny_summarization" / ".hydra" / "config.yaml").read_text()
     assert "lr: 0.002" in cfg and "dropout: 0.0" in cfg  # model.scratch, resolved into the run's config
     run_cli("train.py", "-m", "experiment=finetune_synthetic", "model=led_tiny,bigbird_tiny", "seq_len=128,256", "seed=1",
             "data.synthetic.doc_tokens=256", *small, out=tmp_path, cache=cache_dir)
     tuned = records(tmp_path / "sweeps" / "finetune_synthetic", "train")
     assert len(tuned) == 4 and all(r["status"] == "ok" and r["pretrained"] for r in tuned.values())
     for r in tuned.values():
-        source = tmp_path / "sweeps" / "pretrain" / r["model"]
+        source = tmp_path / "sweeps" / "pretrain" / f"{r['model']}_summarization"
         assert r["weights"] == f"run: {source.resolve()} (best checkpoint)"
 
 
@@ -415,7 +415,7 @@ def test_finetune_before_pretrain_and_a_model_without_a_scratch_recipe_are_one_l
     proc = run_cli("train.py", "experiment=finetune_synthetic", "model=led_tiny", "seq_len=128", "strategy=cpu",
                    out=tmp_path, cache=cache_dir, check=False)
     assert proc.returncode == 2
-    assert re.search(r"model\.local_path=\S+/sweeps/pretrain/led_tiny does not exist: .*run that first", proc.stderr)
+    assert re.search(r"model\.local_path=\S+/sweeps/pretrain/led_tiny_summarization does not exist: .*run that first", proc.stderr)
     proc = run_cli("train.py", "experiment=pretrain_synthetic", "model=longt5_tiny", "strategy=cpu", out=tmp_path,
                    cache=cache_dir, check=False)
     assert proc.returncode == 2
