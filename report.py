@@ -28,7 +28,7 @@ def report(cfg: DictConfig) -> int:
 
     # 1. what to read, where to write, what to ask (checked before anything heavy is imported)
     dirs, cfg = config.from_hydra(cfg)
-    from report import collect, configurations, figures, frontier, projection, render
+    from report import collect, configurations, figures, frontier, paths, projection, render
     out = Path(cfg.out)
     costs = dict(cfg.costs)
 
@@ -63,12 +63,14 @@ def report(cfg: DictConfig) -> int:
     steps = frontier.steps(confs, costs)
     summary = frontier.comparison_summary(steps)
     fams = frontier.families(confs, costs)
+    both = paths.compare(confs, costs)  # stock against the fast path, where a configuration ran on both
     steps.to_csv(out / "steps.csv", index=False)
     fams.to_csv(out / "families.csv", index=False)
+    both.to_csv(out / "paths.csv", index=False)
 
     # 6. report.md and report.html
     doc = render.build(runs, confs, drawn, fronts, answers, steps, summary, fams, cfg, out, ARGV, time.strftime("%Y-%m-%d %H:%M"),
-                       separate, fitting)
+                       separate, fitting, (both, paths.summary(both, confs, costs)))
     md, page = render.write(doc, out)
 
     for a in answers:

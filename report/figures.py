@@ -239,8 +239,19 @@ def _remove_previous(directory: Path) -> None:
                 p.unlink()
 
 
+SLUG_MAX = 80  # file names stay well under the 255 bytes file systems allow; an experiment's name can be far longer
+
+
 def slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
+    """A file-name-safe form of an experiment's name; a long one is cut and keeps a hash of the whole, so that two
+    names that share their first characters still get two files."""
+    import hashlib
+
+    text = str(text)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+    if len(safe) <= SLUG_MAX:
+        return safe
+    return f"{safe[:SLUG_MAX - 9]}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 BUDGET_AXES = {"energy": ("kwh", 1.0, True, "kWh"), "train_time": ("train_hours", 3600.0, True, "h"),

@@ -313,6 +313,29 @@ def families_section(doc: Doc, fams: pd.DataFrame) -> None:
     )
 
 
+def paths_section(doc: Doc, both: pd.DataFrame, lines: list[str]) -> None:
+    doc.text("The same configuration (model, input length) on stock HF and on the fast path, in experiments that differ only in "
+             "implementation: what the fast path buys per training sample, what it does to accuracy, and where it moves the "
+             "energy frontier. Ratios: fast / stock for speed, stock / fast for energy. Every row: [paths.csv](paths.csv).")
+    if both.empty:
+        doc.text("No configuration ran on both paths in one setting (same corpus, training budget, memory budget, hardware).")
+        return
+    doc.bullets(lines)
+    doc.table(
+        ["experiment", "configuration", "stock / fast", "batch (stock / fast)", "accuracy (stock / fast)", "difference", "separable",
+         "training speed", "energy per sample", "projected energy", "warm-up s (stock / fast)"],
+        [[r["experiment"], f"{r['model']} @ {_int(r['seq_len'])}", f"{r['stock']} / {r['fast']}",
+          f"{_n(r['stock_batch'])} / {_n(r['fast_batch'])}", f"{_n(r['stock_value'])} / {_n(r['fast_value'])}",
+          ("+" if r["difference"] > 0 else "") + _n(r["difference"]), "yes" if r["separable"] else "no: spreads overlap",
+          _x(r["speedup"]), _x(r["energy_per_sample_ratio"]), _x(r["projected_energy_ratio"]),
+          f"{_n(r['stock_warmup_s'])} / {_n(r['fast_warmup_s'])}"] for _, r in both.iterrows()],
+    )
+
+
+def _x(v) -> str:
+    return UNKNOWN if v is None or pd.isna(v) else f"{fmt(v)}x"
+
+
 ROLES = {
     "power_efficiency": "Figures 1 and 5 (after warm-up)", "energy": "Figures 2 and 5, energy frontier, budget.kwh (measured total)",
     "joules_per_sample": "configuration table, projection (after warm-up)", "warmup_time": "one-time cost, projection",
@@ -404,7 +427,7 @@ def _marks(group_confs: pd.DataFrame, fronts: list[Frontier], answer: Answer | N
 
 def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Frontier], answers: list[Answer], steps: pd.DataFrame,
           summary: list[str], fams: pd.DataFrame, cfg, out: Path, argv: list[str], when: str, separate: list[str] = (),
-          fitting: dict | None = None) -> Doc:
+          fitting: dict | None = None, both: tuple | None = None) -> Doc:
     table, costs = collection.table, dict(cfg.costs)
     doc = Doc()
     doc.heading("Accuracy vs. efficiency of long-context models: report", 1)
@@ -437,7 +460,8 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
 
     if separate:
         doc.heading("Experiments")
-        doc.text("Runs are compared only within one experiment: one dataset and corpus, training budget, implementation and hardware.")
+        doc.text("Runs are compared only within one experiment: one dataset and corpus, training budget, implementation, memory "
+                 "budget and hardware.")
         doc.bullets(list(separate))
 
     doc.heading("Configurations")
@@ -449,7 +473,8 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
         answer = next((a for a in answers if a.dataset == a_group), None)
         meta = sub.iloc[0]
         doc.heading(str(a_group), 3)
-        doc.text(f"{_s(meta.get('corpus'))}; {_s(meta.get('training_budget'))}; {_s(meta.get('implementation'))}; {_s(meta.get('hardware'))}.")
+        memory = f"; {meta.get('memory_budget')}" if isinstance(meta.get("memory_budget"), str) else ""
+        doc.text(f"{_s(meta.get('corpus'))}; {_s(meta.get('training_budget'))}; {_s(meta.get('implementation'))}{memory}; {_s(meta.get('hardware'))}.")
         headers, rows, marks = configuration_table(sub, costs, _marks(sub, fronts, answer, answer.limits if answer else {}, (fitting or {}).get(a_group, set())))
         doc.table(headers, rows, marks)
 
@@ -507,6 +532,9 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
 
     doc.heading("LED or BigBird-Pegasus?")
     families_section(doc, fams)
+
+    doc.heading("Stock or fast path?")
+    paths_section(doc, *(both or (pd.DataFrame(), [])))
 
     doc.heading("Projection")
     projection_section(doc, confs, cfg)

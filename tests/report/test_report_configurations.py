@@ -78,3 +78,12 @@ def test_memory_budgets_are_separate_experiments():
     assert sorted(conf["n_seeds"]) == [1, 2]
     lines = configurations.separating(configurations.assign_groups(t))
     assert lines == ["synthetic: 2 experiments, apart in memory budget; each has its own table, figures, frontier and answer"]
+
+
+def test_figure_names_of_long_experiment_names_are_short_and_distinct():
+    from report.figures import SLUG_MAX, slug
+
+    assert slug("synthetic [1 x NVIDIA H200]") == "synthetic__1_x_NVIDIA_H200_"
+    a = "synthetic [synthetic (doc_tokens=4096, n_train=256); 200 steps, early stopping patience 3; " + "hf, 32-true" * 10 + "]"
+    b = a.replace("n_train=256", "n_train=257")
+    assert len(slug(a)) == SLUG_MAX and slug(a) != slug(b) and slug(a) == slug(a)
