@@ -13,15 +13,8 @@ mkdir -p "$OUT"
 T0=$(date +%s)
 source scripts/gpu_env.sh > "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
 export STUDY_GIT_COMMIT=$(cat .gpu_commit 2>/dev/null)
-left() { echo $(( ${BUDGET:-570} - ($(date +%s) - T0) )); }
-stage() {  # stage <max seconds> <command...>
-  local max=$1; shift
-  local t=$(( $(left) - 20 )); [ "$t" -gt "$max" ] && t=$max
-  if [ "$t" -lt 20 ]; then echo "SKIPPED (no time left): $*" | tee -a "$OUT/log.txt"; return 0; fi
-  echo "=== [$(( $(date +%s) - T0 ))s] stage (limit ${t}s): $*" | tee -a "$OUT/log.txt"
-  timeout -s INT -k 15 "$t" "$@" >> "$OUT/log.txt" 2>&1
-  echo "=== [$(( $(date +%s) - T0 ))s] exit $?" | tee -a "$OUT/log.txt"
-}
+DEFAULT_BUDGET=570 STAGE_RESERVE=20 STAGE_KILL_S=15
+source scripts/gpu_stage.sh  # left, stage
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
 S=/tmp/study
 for st in "${STAGES[@]}"; do

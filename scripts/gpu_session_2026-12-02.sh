@@ -15,15 +15,8 @@ mkdir -p "$OUT"
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
 export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor_cache
-left() { echo $(( ${BUDGET:-560} - ($(date +%s) - T0) )); }
-stage() {  # stage <max seconds> <command...>
-  local max=$1; shift
-  local t=$(( $(left) - 10 )); [ "$t" -gt "$max" ] && t=$max
-  if [ "$t" -lt 20 ]; then echo "SKIPPED (no time left): $*" | tee -a "$OUT/log.txt"; return 0; fi
-  echo "=== [$(( $(date +%s) - T0 ))s] stage (limit ${t}s): $*" | tee -a "$OUT/log.txt"
-  timeout -s INT -k 10 "$t" "$@" >> "$OUT/log.txt" 2>&1
-  echo "=== [$(( $(date +%s) - T0 ))s] exit $?" | tee -a "$OUT/log.txt"
-}
+DEFAULT_BUDGET=560 STAGE_RESERVE=10 STAGE_KILL_S=10
+source scripts/gpu_stage.sh  # left, stage
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
   python3 -c "import torch, transformers, triton; print('torch', torch.__version__, 'transformers', transformers.__version__, 'triton', triton.__version__)"
 } > "$OUT/gpu.txt" 2>&1

@@ -19,16 +19,8 @@ T0=$(date +%s)
 source scripts/gpu_env.sh > "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
 S=/tmp/study
 PY="python3"
-left() { echo $(( ${BUDGET:-575} - ($(date +%s) - T0) )); }
-stage() {  # stage <max seconds> <command...>: runs with min(max, time left - reserve)
-  local max=$1; shift
-  local t=$(( $(left) - ${RESERVE:-25} )); [ "$t" -gt "$max" ] && t=$max
-  if [ "$t" -lt 20 ]; then echo "SKIPPED (no time left): $*" | tee -a "$OUT/log.txt"; return 0; fi
-  echo "=== [$(( $(date +%s) - T0 ))s] stage (limit ${t}s): $*" | tee -a "$OUT/log.txt"
-  timeout -s INT -k 15 "$t" "$@" >> "$OUT/log.txt" 2>&1
-  local rc=$?
-  echo "=== [$(( $(date +%s) - T0 ))s] exit $rc" | tee -a "$OUT/log.txt"
-}
+DEFAULT_BUDGET=575 STAGE_RESERVE=25 STAGE_KILL_S=15
+source scripts/gpu_stage.sh  # left, stage
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
 
 # the grid: random-init real-size models on the embedded data, a fixed budget of optimizer steps per job

@@ -20,7 +20,8 @@ T0=$(date +%s)
 source scripts/gpu_env.sh > "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
 export TRANSFORMERS_VERBOSITY=error TORCHINDUCTOR_CACHE_DIR=/tmp/inductor_cache
 [ -f .gpu_commit ] && export STUDY_GIT_COMMIT=$(cat .gpu_commit)
-left() { echo $(( ${BUDGET:-560} - ($(date +%s) - T0) )); }
+DEFAULT_BUDGET=560 STAGE_RESERVE=25 STAGE_KILL_S=15
+source scripts/gpu_stage.sh  # left, stage
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
 
 # real-size architectures, random init, the embedded summarization task at 4096 words with 8 facts

@@ -1,0 +1,14 @@
+# Sourced by the device-call scripts once T0 (the call's start) and OUT are set. Each script keeps its own margins:
+#   DEFAULT_BUDGET  seconds the call may run (BUDGET= overrides it)
+#   STAGE_RESERVE   seconds kept back after a stage for packing (RESERVE= overrides it for one stage)
+#   STAGE_KILL_S    seconds between timeout's SIGINT and its SIGKILL
+left() { echo $(( ${BUDGET:-$DEFAULT_BUDGET} - ($(date +%s) - T0) )); }
+stage() {  # stage <max seconds> <command...>: runs it under min(max, time left - reserve), logged to $OUT/log.txt
+  local max=$1; shift
+  local t=$(( $(left) - ${RESERVE:-$STAGE_RESERVE} )); [ "$t" -gt "$max" ] && t=$max
+  if [ "$t" -lt 20 ]; then echo "SKIPPED (no time left): $*" | tee -a "$OUT/log.txt"; return 0; fi
+  echo "=== [$(( $(date +%s) - T0 ))s] stage (limit ${t}s): $*" | tee -a "$OUT/log.txt"
+  timeout -s INT -k "$STAGE_KILL_S" "$t" "$@" >> "$OUT/log.txt" 2>&1
+  local rc=$?
+  echo "=== [$(( $(date +%s) - T0 ))s] exit $rc" | tee -a "$OUT/log.txt"
+}
