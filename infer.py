@@ -120,7 +120,8 @@ def evaluate_run(cfg: DictConfig, run: Path, out_dir: Path) -> None:
             if not _given(f"trainer.{key}"):
                 cfg.trainer[key] = train_cfg.trainer[key]
     if _given("impl"):  # the implementation asked for: attention, compile and CUDA graphs with its precision
-        train_cfg.model = OmegaConf.merge(train_cfg.model, {k: cfg.model[k] for k in ("attn_impl", "compile", "cuda_graph")})
+        train_cfg.model = OmegaConf.merge(train_cfg.model, {k: cfg.model[k] for k in ("attn_impl", "compile", "cuda_graph", "residual_dtype")
+                                                          if k in cfg.model})
     elif not _given("trainer.precision"):  # the run's own precision (trainer.precision, its one key)
         cfg.trainer.precision = train_cfg.trainer.precision
     spec = build(train_cfg.model)

@@ -14,6 +14,9 @@ conf/model/<name>.yaml's `arch`. Inputs are full length (no padding), LED with t
               fastg = apply_fast_path(compile="reduce-overhead"): compiled layers replayed as CUDA graphs,
               fastcg = apply_fast_path(compile=True, cuda_graph=True): each training step's forward and backward
                        replayed as two CUDA graphs (generation as fastc), fasteg = the same with eager layers.
+  levers:     a fast impl's suffixes switch one lever each on (+) or off (-): +bf16 the residual stream in bf16,
+              -copy q/k/v handed to flex as strided views, -fl the stock head and loss in the captured step
+              (VARIANTS); e.g. fastcg-fl is the captured step as it was before the fused loss.
 
 Reported per cell: samples/s, model TFLOP/s (lightning_modules/fast/flops.py), J/sample from the NVML
 total-energy counter over the timed steps, peak memory, warm-up (compile) time and energy separately.
@@ -30,6 +33,7 @@ import gc
 import json
 import math
 import platform
+import re
 import sys
 import time
 import traceback
@@ -45,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lightning_modules import families  # noqa: E402
-from lightning_modules.fast import apply_fast_path, greedy_generate  # noqa: E402
+from lightning_modules.fast import apply_fast_path, attention, greedy_generate  # noqa: E402
 from lightning_modules.fast.flops import generate_flops, train_flops  # noqa: E402
 from lightning_modules.fast.model import fast_forward  # noqa: E402
 
@@ -170,8 +174,38 @@ FAST_IMPLS = {  # impl -> (compile, cuda_graph)
 }
 
 
+# variants of a fast impl, as suffixes (e.g. fastcg+bf16-copy): each is one lever of issue 18, measured on and off
+VARIANTS = {
+    "bf16": "the residual stream in bf16 (model.residual_dtype=bfloat16; changes the numerics)",
+    "copy": "q, k, v copied into [B, H, L, dh] buffers before flex (attention.QKV_COPY; default on)",
+    "fl": "the captured step's loss without fp32 logits (loss.py; default on)",
+}
+DEFAULT_ON = {"copy", "fl"}
+
+
+def parse_impl(impl):
+    """'fastcg+bf16-copy' -> ('fastcg', {'bf16', 'fl'}): the base impl and the levers on."""
+    m = re.fullmatch(r"([a-z0-9]+)((?:[+-][a-z0-9]+)*)", impl)
+    if m is None:
+        raise ValueError(f"impl {impl!r}: expected <base>[+lever|-lever ...]")
+    base, on = m.group(1), set(DEFAULT_ON)
+    for sign, lever in re.findall(r"([+-])([a-z0-9]+)", m.group(2)):
+        if lever not in VARIANTS or base.startswith("stock"):
+            raise ValueError(f"impl {impl!r}: lever {lever!r} is not one of {', '.join(VARIANTS)} (fast impls only)")
+        (on.add if sign == "+" else on.discard)(lever)
+    if base not in FAST_IMPLS and base not in ("stock32", "stock16"):
+        raise ValueError(f"impl {impl!r}: {base!r} is not one of stock32, stock16, {', '.join(FAST_IMPLS)}")
+    return base, on
+
+
 def set_impl(model, impl):
-    use_stock(model) if impl.startswith("stock") else use_fast(model, *FAST_IMPLS[impl])
+    base, on = parse_impl(impl)
+    if base.startswith("stock"):
+        return use_stock(model)
+    use_fast(model, *FAST_IMPLS[base])
+    model._fast.residual_dtype = torch.bfloat16 if "bf16" in on else None
+    model._fast.fused_loss = "fl" in on
+    attention.QKV_COPY = "copy" in on
 
 
 # ----------------------------------------------------------------------------------------------- cells
@@ -214,7 +248,7 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
         g1 = graphs_compiled()
         rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n, loss=float(loss),
                    graphs_total=g1, recompiles_timed=(g1 - g0) if g0 is not None else None)
-        if FAST_IMPLS.get(impl, (None, False))[1]:
+        if FAST_IMPLS.get(parse_impl(impl)[0], (None, False))[1]:
             rec["step_graphs"] = len(model._fast.train_graphs)
         if device.type == "cuda":
             # a replayed graph's activations live in its private pool, which allocated-bytes does not follow:
@@ -612,8 +646,8 @@ def run_cell(model, name, family, arch, mode, kind, impl, S, param_bytes, record
         else:
             rec.update(guarded(lambda: gen_cell(model, family, arch, impl, args.gen_batch, S, args.gen_tokens,
                                                 args.gen_reps, device, energy, args.min_time, eos_id), device))
-    elif kind == "paper":
-        rec["batch"] = paper_batch(name, S) if not args.tiny else 4
+    elif kind == "paper" or kind.isdigit():  # the paper's batch, or a given one (levers compared at one batch)
+        rec["batch"] = (paper_batch(name, S) if not args.tiny else 4) if kind == "paper" else int(kind)
         rec.update(guarded(lambda: train_cell(model, family, arch, impl, rec["batch"], S, args.target_len, args.steps,
                                               args.warmup, device, energy, args.min_time), device))
     else:
@@ -656,7 +690,7 @@ def main():
     ap.add_argument("--lengths", default="1024,2048,3072,4096")
     ap.add_argument("--plan", default="train:paper:stock32,train:paper:stock16,train:paper:fast,gen:fixed:stock32,"
                     "gen:fixed:stock16,gen:fixed:fast,train:max:stock32,train:max:stock16,train:max:fast",
-                    help="cells in order, mode:batch:impl; batch is paper or max for train, fixed for gen; "
+                    help="cells in order, mode:batch:impl; batch is paper, max or a number for train, fixed or eos for gen; "
                          "profile:paper:<impl> (or profile:<batch>:<impl>) profiles one training step there")
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per cell")
     ap.add_argument("--warmup", type=int, default=1, help="untimed training steps (compile happens here)")

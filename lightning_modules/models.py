@@ -44,6 +44,7 @@ class ModelSpec:
     attn_impl: str = "hf"
     compile: bool | str = False  # false, true, or a torch.compile mode for the fast path ("reduce-overhead": + CUDA graphs)
     cuda_graph: bool = False  # fast path: each training step's forward and backward replayed as CUDA graphs
+    residual_dtype: str = "float32"  # fast path under bf16 autocast: the residual stream's dtype (fast/numerics.py)
     gradient_checkpointing: bool = False
     published_params: int | None = None
     max_input_positions: int | None = None
@@ -65,6 +66,13 @@ class ModelSpec:
         if self.cuda_graph and self.compile == "reduce-overhead":
             raise StudyError("model.cuda_graph=True captures whole steps; model.compile=reduce-overhead adds CUDA "
                              "graphs inside them: use model.compile=true with it")
+        from lightning_modules.fast.numerics import RESIDUAL_DTYPES
+
+        if self.residual_dtype not in RESIDUAL_DTYPES:
+            raise StudyError(f"model.residual_dtype={self.residual_dtype} is not one of: {', '.join(RESIDUAL_DTYPES)}")
+        if self.residual_dtype != "float32" and self.attn_impl != "fast":
+            raise StudyError(f"model.residual_dtype={self.residual_dtype} needs model.attn_impl=fast (the stock modules "
+                             f"keep autocast's float32 stream; got {self.attn_impl})")
         self.arch = dict(self.arch)
         self.scratch = dict(self.scratch) if self.scratch else None
 
@@ -178,7 +186,8 @@ class ModelSpec:
         if self.attn_impl == "fast":
             from lightning_modules.fast import apply_fast_path
 
-            model = apply_fast_path(model, compile=self.compile, cuda_graph=self.cuda_graph)
+            model = apply_fast_path(model, compile=self.compile, cuda_graph=self.cuda_graph,
+                                    residual_dtype=self.residual_dtype)
         return model, tokenizer
 
     def prepare_for_length(self, model, seq_len: int) -> str:
@@ -220,7 +229,8 @@ def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
     if spec.attn_impl == "fast":
         from lightning_modules.fast import apply_fast_path
 
-        model = apply_fast_path(model, compile=spec.compile, cuda_graph=spec.cuda_graph)
+        model = apply_fast_path(model, compile=spec.compile, cuda_graph=spec.cuda_graph,
+                                residual_dtype=spec.residual_dtype)
     return model, tokenizer
 
 

@@ -33,7 +33,7 @@ RECENT_S = 600  # an incomplete run whose record changed this recently may still
 IDENTITY = [
     "model", "family", "parameters", "pretrained", "weights", "dataset", "task", "seq_len",
     "batch_size", "batch_size_source", "accumulate_grad_batches", "effective_batch_size",
-    "strategy", "devices", "num_nodes", "precision", "attn_impl", "compile", "cuda_graph", "seed",
+    "strategy", "devices", "num_nodes", "precision", "attn_impl", "compile", "cuda_graph", "residual_dtype", "seed",
 ]
 ACCURACY = ["metric", "metric_value", "accuracy_source", "rouge1", "rouge2", "rougeL", "rgm", "f1", "train_best_value", "infer_status"]
 PROGRESS = ["best_step", "global_step", "epochs", "stopped_early"]
@@ -174,7 +174,8 @@ def _from_config(cfg: dict) -> dict:
         "strategy": strategy.get("name") if isinstance(strategy, dict) else None, "devices": devices, "num_nodes": nodes,
         "precision": precision, "attn_impl": attn_impl,
         "compile": _get(cfg, "model.compile") if attn_impl == "fast" else None,
-        "cuda_graph": _get(cfg, "model.cuda_graph") if attn_impl == "fast" else None, "seed": _get(cfg, "seed"),
+        "cuda_graph": _get(cfg, "model.cuda_graph") if attn_impl == "fast" else None,
+        "residual_dtype": _get(cfg, "model.residual_dtype") if attn_impl == "fast" else None, "seed": _get(cfg, "seed"),
         "metric": TASK_METRIC.get(task),
     }
 

@@ -82,9 +82,10 @@ def _compile_label(mode):
     return None
 
 
-def _fast_label(compile, cuda_graph):
-    """`compiled`, `step graph`, both (`compiled, step graph`) or None."""
-    parts = [_compile_label(compile), "step graph" if str(cuda_graph).lower() == "true" else None]
+def _fast_label(compile, cuda_graph, residual_dtype=None):
+    """`compiled`, `step graph`, `bf16 residual`, any of them (`compiled, step graph`) or None."""
+    residual = "bf16 residual" if isinstance(residual_dtype, str) and residual_dtype not in ("float32", "nan") else None
+    parts = [_compile_label(compile), "step graph" if str(cuda_graph).lower() == "true" else None, residual]
     return ", ".join(p for p in parts if p) or None
 
 
@@ -98,7 +99,8 @@ def implementation(runs: pd.DataFrame, columns=("attn_impl", "precision")) -> pd
         if c == "attn_impl":  # compiled or graphed fast paths are other implementations: `fast (compiled, step graph)`
             compile = runs["compile"] if "compile" in runs else pd.Series(None, index=runs.index, dtype=object)
             graph = runs["cuda_graph"] if "cuda_graph" in runs else pd.Series(None, index=runs.index, dtype=object)
-            mode = pd.Series([_fast_label(a, b) for a, b in zip(compile, graph)], index=runs.index, dtype=object)
+            res = runs["residual_dtype"] if "residual_dtype" in runs else pd.Series(None, index=runs.index, dtype=object)
+            mode = pd.Series([_fast_label(a, b, r) for a, b, r in zip(compile, graph, res)], index=runs.index, dtype=object)
             value = value.where(mode.isna(), value + " (" + mode.astype(str) + ")")
         parts.append(value)
     return parts[0].str.cat(parts[1:], sep=", ") if len(parts) > 1 else parts[0]

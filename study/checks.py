@@ -115,9 +115,18 @@ def _check_scratch_recipe(cfg: DictConfig) -> None:
                              f"model.scratch.dropout); set {key}= yourself or give the model a scratch: block")
 
 
+def _check_residual_dtype(cfg: DictConfig) -> None:
+    """model.residual_dtype=bfloat16 stores the stream in bf16 under bf16 autocast only: elsewhere it would do nothing."""
+    res, prec = OmegaConf.select(cfg, "model.residual_dtype"), OmegaConf.select(cfg, "trainer.precision")
+    if res not in (None, "float32") and prec is not None and not str(prec).startswith("bf16"):
+        raise StudyError(f"model.residual_dtype={res} needs trainer.precision=bf16-mixed (got {prec}): the fast path "
+                         "stores its residual stream in bf16 only under bf16 autocast")
+
+
 def check(cfg: DictConfig) -> None:
     """Raise a StudyError for the first value in RULES that breaks its rule."""
     _check_scratch_recipe(cfg)
+    _check_residual_dtype(cfg)
     for key, (rule, allowed) in RULES.items():
         try:
             value = OmegaConf.select(cfg, key, default=_MISSING)

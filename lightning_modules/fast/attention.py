@@ -108,6 +108,19 @@ def attend(q, k, v, pattern, scale):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.dense_allowed(), scale=scale)
 
 
+# Whether q, k and v are copied into [B, H, L, dh] buffers before flex (True) or handed over as strided views of
+# the fused projection's output (False: saves three copies of the activations per layer and their backward,
+# if flex's kernels and inductor take the strides as they are). benchmarks/bench_fast.py measures both.
+QKV_COPY = True
+
+
+def qkv_layout(q, k, v):
+    """Views [B, H, L, dh] of the projection -> what attend() is given (QKV_COPY)."""
+    if QKV_COPY:
+        return q.contiguous(), k.contiguous(), v.contiguous()
+    return q, k, v
+
+
 def pad_to_tile(x):
     """[B, L] -> [B, ceil(L / TILE) * TILE], padded with zeros (= padded / not allowed)."""
     return F.pad(x, (0, (-x.shape[1]) % TILE))

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
-from .attention import TILE, Pattern, attend, pad_to_tile, tile_any_all, tiles_1d
+from .attention import TILE, Pattern, attend, pad_to_tile, qkv_layout, tile_any_all, tiles_1d
+from .numerics import as_residual, residual_dtype
 from .path import FastPath
 
 logger = logging.get_logger(__name__)
@@ -110,7 +111,8 @@ def bigbird_pattern(blocks, valid, bs):
     return Pattern(mask_mod, valid, partial, full, L, blocks["kv_len"], n_heads=allow.shape[0])
 
 
-def bigbird_layer(layer, x, pattern, copy_idx, valid, training, p_drop, p_act):
+def bigbird_layer(layer, x, pattern, copy_idx, valid, training, p_drop, p_act, res_dtype=None):
+    # pre-LN: the residual stream keeps the dtype of the embeddings it starts from (bigbird_encode casts them)
     sa = layer.self_attn.self
     B, L, D = x.shape
     H = sa.num_attention_heads
@@ -119,7 +121,7 @@ def bigbird_layer(layer, x, pattern, copy_idx, valid, training, p_drop, p_act):
     w = torch.cat([sa.query.weight, sa.key.weight, sa.value.weight])
     b = None if sa.query.bias is None else torch.cat([sa.query.bias, sa.key.bias, sa.value.bias])
     q, k, v = F.linear(h, w, b).view(B, L, 3, H, dh).permute(2, 0, 3, 1, 4).unbind(0)
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()  # [B, H, L, dh] buffers, the layout flex is built for
+    q, k, v = qkv_layout(q, k, v)
     if pattern is not None:
         if copy_idx is not None:  # repeated listings: extra copies of those key blocks, then masked keys to a tile
             pad = (0, 0, 0, pattern.kv_len - L - copy_idx.numel())
@@ -135,12 +137,13 @@ def bigbird_layer(layer, x, pattern, copy_idx, valid, training, p_drop, p_act):
     return x + F.dropout(layer.fc2(h), p_drop, training)
 
 
-def bigbird_encode(enc, input_ids, attention_mask, cache, layer_fn=bigbird_layer, all_valid=None):
+def bigbird_encode(enc, input_ids, attention_mask, cache, layer_fn=bigbird_layer, all_valid=None, res_dtype=None):
     """-> (hidden [B, L0, D], valid [B, L0]) as BigBirdPegasusEncoder's last_hidden_state and the key mask.
     all_valid: whether no input token is padding (None: checked here, a host sync)."""
     cfg = enc.config
     B, L0 = input_ids.shape
     x = enc.embed_tokens(input_ids) + enc.embed_positions.weight[:L0]
+    x = as_residual(x, residual_dtype(res_dtype, x))
     x = F.dropout(x, cfg.dropout, enc.training)
     valid = attention_mask.bool() if attention_mask is not None else torch.ones(B, L0, dtype=torch.bool, device=x.device)
     bs = cfg.block_size
@@ -192,7 +195,8 @@ class BigBirdFastPath(FastPath):
         return Seq2SeqLMOutput
 
     def encode(self, model, fast, input_ids, attention_mask, global_attention_mask, layer_fn, all_valid=None):
-        return bigbird_encode(model.model.encoder, input_ids, attention_mask, fast.enc_cache, layer_fn, all_valid)
+        return bigbird_encode(model.model.encoder, input_ids, attention_mask, fast.enc_cache, layer_fn, all_valid,
+                              fast.residual_dtype)
 
     def static_plan(self, input_ids, attention_mask, global_attention_mask):
         return {"all_valid": attention_mask is None or bool(attention_mask.all())}

@@ -10,6 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .numerics import as_residual, residual_dtype
+
 
 def cross_kv(dec, enc):
     """Encoder output [B, S, D] -> keys/values of every decoder layer: [n_layers, 2, B, H, S, dh]."""
@@ -24,7 +26,7 @@ def cross_kv(dec, enc):
     return kv.view(B, S, len(layers), 2, H, D // H).permute(2, 3, 0, 4, 1, 5)
 
 
-def decoder_layer(layer, x, k_c, v_c, cross_mask, pre_ln, training, p_drop, p_act):
+def decoder_layer(layer, x, k_c, v_c, cross_mask, pre_ln, training, p_drop, p_act, res_dtype=None):
     B, T, D = x.shape
     sa, ca = layer.self_attn, layer.encoder_attn
     H, dh = sa.num_heads, sa.head_dim
@@ -50,17 +52,19 @@ def decoder_layer(layer, x, k_c, v_c, cross_mask, pre_ln, training, p_drop, p_ac
         x = x + F.dropout(self_attn(layer.self_attn_layer_norm(x)), p_drop, training)
         x = x + F.dropout(cross_attn(layer.encoder_attn_layer_norm(x)), p_drop, training)
         return x + ffn(layer.final_layer_norm(x))
-    x = layer.self_attn_layer_norm(x + F.dropout(self_attn(x), p_drop, training))
-    x = layer.encoder_attn_layer_norm(x + F.dropout(cross_attn(x), p_drop, training))
-    return layer.final_layer_norm(x + ffn(x))
+    x = as_residual(layer.self_attn_layer_norm(x + F.dropout(self_attn(x), p_drop, training)), res_dtype)
+    x = as_residual(layer.encoder_attn_layer_norm(x + F.dropout(cross_attn(x), p_drop, training)), res_dtype)
+    return as_residual(layer.final_layer_norm(x + ffn(x)), res_dtype)
 
 
-def decoder_forward(dec, dec_ids, enc, enc_valid, pre_ln, layer_fn=decoder_layer):
+def decoder_forward(dec, dec_ids, enc, enc_valid, pre_ln, layer_fn=decoder_layer, res_dtype=None):
     cfg = dec.config
     T = dec_ids.shape[1]
     x = dec.embed_tokens(dec_ids) + dec.embed_positions.weight[:T]
     if not pre_ln:
         x = dec.layernorm_embedding(x)
+    res_dtype = residual_dtype(res_dtype, x)
+    x = as_residual(x, res_dtype)
     x = F.dropout(x, cfg.dropout, dec.training)
     # one unbind rather than kv[i, 0] per layer: each indexed slice's backward writes a zero-filled gradient of
     # the whole kv tensor and adds it up (2 x n_layers passes over every layer's keys and values: 10-16% of a
@@ -69,5 +73,5 @@ def decoder_forward(dec, dec_ids, enc, enc_valid, pre_ln, layer_fn=decoder_layer
     mask = enc_valid[:, None, None, :]
     for i, layer in enumerate(dec.layers):
         x = layer_fn(layer, x, kv[2 * i], kv[2 * i + 1], mask, pre_ln, dec.training, cfg.dropout,
-                     cfg.activation_dropout)
+                     cfg.activation_dropout, res_dtype=res_dtype)
     return dec.layernorm_embedding(x) if pre_ln else x

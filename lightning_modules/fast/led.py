@@ -15,7 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .attention import TILE, Pattern, attend, pad_to_tile, tiles_1d
+from .attention import TILE, Pattern, attend, pad_to_tile, qkv_layout, tiles_1d
+from .numerics import as_residual, residual_dtype
 from .path import FastPath
 
 
@@ -74,34 +75,36 @@ def global_rows(sa, x, a, gidx, gval, valid):
     return a.scatter(1, idx, out)
 
 
-def led_layer(layer, x, pattern, gidx, gval, valid, training, p_drop, p_act):
+def led_layer(layer, x, pattern, gidx, gval, valid, training, p_drop, p_act, res_dtype=None):
     sa = layer.self_attn.longformer_self_attn
     B, L, D = x.shape
     H, dh = sa.num_heads, sa.head_dim
     w = torch.cat([sa.query.weight, sa.key.weight, sa.value.weight])
     b = torch.cat([sa.query.bias, sa.key.bias, sa.value.bias])
     q, k, v = F.linear(x, w, b).view(B, L, 3, H, dh).permute(2, 0, 3, 1, 4).unbind(0)
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()  # [B, H, L, dh] buffers, the layout flex is built for
+    q, k, v = qkv_layout(q, k, v)
     a = attend(q, k, v, pattern, 1.0 / math.sqrt(dh)).transpose(1, 2).reshape(B, L, D)
     if gidx is not None:
         a = global_rows(sa, x, a, gidx, gval, valid)
     a = a * valid[..., None].to(a.dtype)  # HF zeroes the attention probabilities of padded queries
     a = layer.self_attn.output(a)
-    x = layer.self_attn_layer_norm(x + F.dropout(a, p_drop, training))
+    x = as_residual(layer.self_attn_layer_norm(x + F.dropout(a, p_drop, training)), res_dtype)
     h = F.dropout(layer.activation_fn(layer.fc1(x)), p_act, training)
     h = F.dropout(layer.fc2(h), p_drop, training)
-    return layer.final_layer_norm(x + h)
+    return as_residual(layer.final_layer_norm(x + h), res_dtype)
 
 
-def led_encode(enc, input_ids, attention_mask, global_attention_mask, layer_fn=led_layer, n_glob=None):
+def led_encode(enc, input_ids, attention_mask, global_attention_mask, layer_fn=led_layer, n_glob=None, res_dtype=None):
     """-> (hidden [B, L0, D], valid [B, L0]) as LEDEncoder's last_hidden_state and the key mask.
     n_glob: slots for global tokens, at least the most any row has (None: counted here, a host sync); extra slots
-    are inert, so a caller can fix it ahead (a CUDA graph needs its shapes before the data)."""
+    are inert, so a caller can fix it ahead (a CUDA graph needs its shapes before the data).
+    res_dtype: the residual stream's dtype under autocast (numerics.py; None: autocast's fp32)."""
     cfg = enc.config
     B, L0 = input_ids.shape
     valid, glob = merge_masks(attention_mask, global_attention_mask, (B, L0), input_ids.device)
     x = enc.embed_tokens(input_ids) + enc.embed_positions.weight[:L0]
-    x = enc.layernorm_embedding(x)
+    res_dtype = residual_dtype(res_dtype, x)
+    x = as_residual(enc.layernorm_embedding(x), res_dtype)
     x = F.dropout(x, cfg.dropout, enc.training)
     windows = cfg.attention_window if isinstance(cfg.attention_window, (list, tuple)) else [cfg.attention_window] * len(enc.layers)
     pad = (-L0) % max(windows)  # as HF: then the layers' dropout masks have HF's shapes and draws
@@ -120,7 +123,8 @@ def led_encode(enc, input_ids, attention_mask, global_attention_mask, layer_fn=l
     for layer, window in zip(enc.layers, windows):
         if window not in patterns:
             patterns[window] = led_pattern(kind, window // 2)
-        x = layer_fn(layer, x, patterns[window], gidx, gval, valid, enc.training, cfg.dropout, cfg.activation_dropout)
+        x = layer_fn(layer, x, patterns[window], gidx, gval, valid, enc.training, cfg.dropout, cfg.activation_dropout,
+                     res_dtype=res_dtype)
     return x[:, :L0], valid[:, :L0]
 
 
@@ -137,7 +141,8 @@ class LEDFastPath(FastPath):
         return LEDSeq2SeqLMOutput
 
     def encode(self, model, fast, input_ids, attention_mask, global_attention_mask, layer_fn, n_glob=None):
-        return led_encode(model.led.encoder, input_ids, attention_mask, global_attention_mask, layer_fn, n_glob)
+        return led_encode(model.led.encoder, input_ids, attention_mask, global_attention_mask, layer_fn, n_glob,
+                          fast.residual_dtype)
 
     def static_plan(self, input_ids, attention_mask, global_attention_mask):
         from .step_graph import pow2

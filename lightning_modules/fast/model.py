@@ -13,17 +13,22 @@ from transformers.models.led.modeling_led import shift_tokens_right
 from transformers.utils import logging
 
 from .decoder import decoder_forward, decoder_layer
+from .loss import linear_cross_entropy
+from .numerics import RESIDUAL_DTYPES
 from .step_graph import TrainGraphs
 
 logger = logging.get_logger(__name__)
 
 
 class FastState:
-    def __init__(self, family, compile, cuda_graph=False):
+    def __init__(self, family, compile, cuda_graph=False, residual_dtype=None):
         self.family = family  # the model's Family (lightning_modules/families)
         self.path = family.fast_path()  # its FastPath: what differs between the families' fast paths
         self.compile = compile  # False, True, or a torch.compile mode ("reduce-overhead" adds CUDA graphs)
         self.cuda_graph = cuda_graph
+        self.residual_dtype = residual_dtype  # numerics.py: None (autocast's fp32) or torch.bfloat16
+        # loss.py: the captured step's loss without fp32 logits (same function; False: the stock head and loss)
+        self.fused_loss = True
         enc_layer = self.path.encoder_layer
         # one compiled graph per layer kind, shared by every layer of that kind (parameters are graph inputs)
         if compile:
@@ -55,8 +60,15 @@ def _family(model):
     return family
 
 
-def apply_fast_path(model, compile=False, cuda_graph=False):
+def apply_fast_path(model, compile=False, cuda_graph=False, residual_dtype=None):
+    """residual_dtype: None / "float32" (autocast's, the same function as stock) or "bfloat16" (numerics.py)."""
     family = _family(model)
+    if isinstance(residual_dtype, str) or residual_dtype is None:
+        if (residual_dtype or "float32") not in RESIDUAL_DTYPES:
+            raise ValueError(f"residual_dtype={residual_dtype!r} is not one of: {', '.join(RESIDUAL_DTYPES)}")
+        residual_dtype = RESIDUAL_DTYPES[residual_dtype or "float32"]
+    elif residual_dtype not in RESIDUAL_DTYPES.values():
+        raise ValueError(f"residual_dtype={residual_dtype!r} is not one of: {', '.join(RESIDUAL_DTYPES)}")
     if cuda_graph and compile not in (False, True, "default", "max-autotune-no-cudagraphs"):
         raise ValueError(f"cuda_graph=True captures whole training steps; compile={compile!r} adds CUDA graphs of "
                          "its own inside them: use compile=true or false with it")
@@ -70,7 +82,7 @@ def apply_fast_path(model, compile=False, cuda_graph=False):
             raise ValueError(f"{type(model).__name__}: {name}={getattr(cfg, name)}; the fast path has no LayerDrop")
     if model.is_gradient_checkpointing:
         raise ValueError(f"{type(model).__name__}: gradient checkpointing is not implemented by the fast path")
-    model._fast = FastState(family, compile, cuda_graph)
+    model._fast = FastState(family, compile, cuda_graph, residual_dtype)
     model.forward = types.MethodType(fast_forward, model)
     return model
 
@@ -111,9 +123,10 @@ def fast_forward(self, input_ids=None, attention_mask=None, global_attention_mas
 
 
 def fast_outputs(self, input_ids, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                 labels=None, n_glob=None, all_valid=None):
+                 labels=None, n_glob=None, all_valid=None, need_logits=True):
     """(loss or None, logits, encoder output). n_glob (LED) / all_valid (BigBird): the host decisions, when the
-    caller has taken them (step_graph.py, the path's static_plan); None: taken here, with one host sync."""
+    caller has taken them (step_graph.py, the path's static_plan); None: taken here, with one host sync.
+    need_logits=False (the captured step: the loss only): logits None, the loss by loss.py when fused_loss."""
     fast, cfg = self._fast, self.config
     if decoder_input_ids is None:  # as HF: shift the labels, or else the inputs
         src = labels if labels is not None else input_ids
@@ -121,7 +134,10 @@ def fast_outputs(self, input_ids, attention_mask=None, global_attention_mask=Non
     plan = {k: v for k, v in (("n_glob", n_glob), ("all_valid", all_valid)) if v is not None}
     path = fast.path
     enc, valid = path.encode(self, fast, input_ids, attention_mask, global_attention_mask, fast.enc_layer, **plan)
-    h = decoder_forward(path.base(self).decoder, decoder_input_ids, enc, valid, path.pre_ln, fast.dec_layer)
+    h = decoder_forward(path.base(self).decoder, decoder_input_ids, enc, valid, path.pre_ln, fast.dec_layer,
+                        fast.residual_dtype)
+    if labels is not None and not need_logits and fast.fused_loss:
+        return linear_cross_entropy(h, self.lm_head.weight, self.final_logits_bias, labels), None, enc
     logits = self.lm_head(h) + self.final_logits_bias
     loss = None
     if labels is not None:

@@ -147,7 +147,7 @@ class TrainGraphs:
                 self.pool = torch.cuda.graph_pool_handle()
 
             def fn(*ts):
-                return fast_outputs(model, **dict(zip(names, ts)), **plan)[0]
+                return fast_outputs(model, **dict(zip(names, ts)), **plan, need_logits=False)[0]
 
             try:
                 graph = _Graph(fn, tensors, params, self.pool, autocast, self.warmup)

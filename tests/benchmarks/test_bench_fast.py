@@ -58,3 +58,24 @@ def test_eos_cells_stop_on_the_chosen_token_on_cpu(tmp_path):
         assert 1 <= r["decoded_steps"] <= 16 and r["rows_finished"] >= 1
         assert 1 <= r["mean_tokens_to_eos"] <= 16
     assert fast["decode_graphed"] is False  # no CUDA graph on the CPU, and the record says so
+
+
+def test_lever_variants_parse_and_run_at_a_given_batch(tmp_path):
+    from benchmarks.bench_fast import parse_impl
+
+    assert parse_impl("fastcg") == ("fastcg", {"copy", "fl"})
+    assert parse_impl("fastcg+bf16-copy") == ("fastcg", {"bf16", "fl"})
+    for bad in ("fastcg+fp8", "stock32+bf16", "fastx", "fastcg+"):
+        try:
+            parse_impl(bad)
+        except ValueError as e:
+            assert bad in str(e)
+        else:
+            raise AssertionError(bad)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_fast.py"), "--tiny", "--device", "cpu", "--models", "led_base",
+           "--lengths", "256", "--plan", "train:3:fasteg-copy-fl,train:3:fasteg+bf16", "--steps", "1", "--min-time", "0",
+           "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+    assert [(r["impl"], r["batch"], r["status"]) for r in rows] == [("fasteg-copy-fl", 3, "ok"), ("fasteg+bf16", 3, "ok")]

@@ -120,6 +120,17 @@ def test_compile_takes_a_bool_or_a_torch_compile_mode():
         spec("led_tiny", compile="fastest")
 
 
+def test_residual_dtype_is_checked_and_reaches_the_fast_path():
+    with pytest.raises(StudyError, match="model.residual_dtype=float16 is not one of: float32, bfloat16"):
+        spec("led_tiny", attn_impl="fast", residual_dtype="float16")
+    with pytest.raises(StudyError, match="model.residual_dtype=bfloat16 needs model.attn_impl=fast"):
+        spec("led_tiny", residual_dtype="bfloat16")
+    model, _ = spec("led_tiny", attn_impl="fast", residual_dtype="bfloat16").load(seed=0)
+    assert model._fast.residual_dtype is torch.bfloat16
+    model, _ = spec("led_tiny", attn_impl="fast").load(seed=0)
+    assert model._fast.residual_dtype is None
+
+
 def _a_trained_run(tmp_path, name="led_tiny", seed=3):
     """A train run directory as train.py leaves it: model/ (architecture, tokenizer) and checkpoints/best.ckpt."""
     from lightning_modules.models import save_architecture

@@ -144,6 +144,9 @@ def test_compiled_fast_path_is_its_own_implementation():
     assert list(frontier.implementation(runs)) == [
         "hf, 32-true", "fast (step graph), bf16-mixed", "fast (compiled, step graph), bf16-mixed",
         "fast (reduce-overhead), bf16-mixed", "fast (compiled), bf16-mixed"]
+    runs["residual_dtype"] = [None, "float32", "bfloat16", None, "float32"]  # bf16 residual: another function, its own
+    assert list(frontier.implementation(runs))[1:3] == [
+        "fast (step graph), bf16-mixed", "fast (compiled, step graph, bf16 residual), bf16-mixed"]
 
 
 def test_bigger_model_vs_longer_input_by_hand():

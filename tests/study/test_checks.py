@@ -46,6 +46,13 @@ def test_a_bad_train_value_is_one_line_naming_the_key_it_was_set_as(override, li
     assert str(e.value).startswith(line) and "\n" not in str(e.value)
 
 
+def test_bf16_residual_stream_needs_bf16_autocast():
+    with pytest.raises(StudyError) as e:
+        check(composed("train", "impl=fast_graph", "model.residual_dtype=bfloat16", "trainer.precision=32-true"))
+    assert str(e.value).startswith("model.residual_dtype=bfloat16 needs trainer.precision=bf16-mixed (got 32-true)")
+    check(composed("train", "impl=fast_graph", "model.residual_dtype=bfloat16"))  # bf16-mixed: accepted
+
+
 @pytest.mark.parametrize(
     "override, line",
     [
