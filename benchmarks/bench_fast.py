@@ -15,8 +15,8 @@ conf/model/<name>.yaml's `arch`. Inputs are full length (no padding), LED with t
               fastcg = apply_fast_path(compile=True, cuda_graph=True): each training step's forward and backward
                        replayed as two CUDA graphs (generation as fastc), fasteg = the same with eager layers.
   levers:     a fast impl's suffixes switch one lever each on (+) or off (-): +bf16 the residual stream in bf16,
-              -copy q/k/v handed to flex as strided views, -fl the stock head and loss in the captured step
-              (VARIANTS); e.g. fastcg-fl is the captured step as it was before the fused loss.
+              +copy q/k/v copied into contiguous buffers for flex, -fl the stock head and loss in the captured
+              step (VARIANTS); e.g. fastcg+copy-fl is the captured step as it was before issue 18's v6 levers.
 
 Reported per cell: samples/s, model TFLOP/s (lightning_modules/fast/flops.py), J/sample from the NVML
 total-energy counter over the timed steps, peak memory, warm-up (compile) time and energy separately.
@@ -177,10 +177,10 @@ FAST_IMPLS = {  # impl -> (compile, cuda_graph)
 # variants of a fast impl, as suffixes (e.g. fastcg+bf16-copy): each is one lever of issue 18, measured on and off
 VARIANTS = {
     "bf16": "the residual stream in bf16 (model.residual_dtype=bfloat16; changes the numerics)",
-    "copy": "q, k, v copied into [B, H, L, dh] buffers before flex (attention.QKV_COPY; default on)",
+    "copy": "q, k, v copied into [B, H, L, dh] buffers before flex (attention.QKV_COPY; default off)",
     "fl": "the captured step's loss without fp32 logits (loss.py; default on)",
 }
-DEFAULT_ON = {"copy", "fl"}
+DEFAULT_ON = {"fl"}
 
 
 def parse_impl(impl):
@@ -241,10 +241,14 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
     try:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        # losses as floats at once: a replayed step's loss keeps its graph (and that graph's memory pool) alive
+        # through its autograd node, which would leave this cell's pool reserved into the next cell's peak
         tw, ew, _ = timed(step, warmup, device, energy)
+        _ = None
         n = n_timed(timed(step, 1, device, energy)[0], steps, min_time)
         g0 = graphs_compiled()
         t, e, loss = timed(step, n, device, energy)
+        loss = float(loss)
         g1 = graphs_compiled()
         rec = dict(status="ok", time_s=t, energy_j=e, warmup_s=tw, warmup_j=ew, steps=n, loss=float(loss),
                    graphs_total=g1, recompiles_timed=(g1 - g0) if g0 is not None else None)

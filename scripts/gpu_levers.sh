@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Issue 18's training levers on the lent H200, each measured on and off beside stock fp32 in one process
-# (benchmarks/bench_fast.py, impl suffixes: -fl the stock head and loss, -copy q/k/v as strided views, +bf16 the
-# residual stream in bf16; benchmarks/NOTES_fast_path.md v6). Everything goes to $OUT.
+# (benchmarks/bench_fast.py, impl suffixes: -fl the stock head and loss, +copy q/k/v copied to contiguous buffers,
+# +bf16 the residual stream in bf16; benchmarks/NOTES_fast_path.md v6). Everything goes to $OUT.
 #   bash scripts/gpu_levers.sh cells      # the same-function checks of the captured step (fused loss included), then
 #                                         # LED-base, BigBird-large and LED-large cells at 4096 tokens
-#   bash scripts/gpu_levers.sh accuracy   # a profile of the best variant, then whether the bf16 residual stream
-#                                         # learns as the fp32 one: LED-base pretraining (experiment=pretrain_synthetic),
-#                                         # 2 seeds each, side by side on the card (learning curves, not costs);
-#                                         # needs the carried wheels (scripts/gpu_wheels.sh)
+#   bash scripts/gpu_levers.sh accuracy   # whether the bf16 residual stream learns as the fp32 one: LED-base
+#                                         # pretraining (experiment=pretrain_synthetic), 2 seeds each, side by side on
+#                                         # the card (learning curves, not costs), with the new defaults' same-function
+#                                         # checks beside them; then profiles alone. Needs the carried wheels
+#                                         # (scripts/gpu_wheels.sh)
 set -uo pipefail
 PHASE=${1:-cells}
 OUT=${OUT:-/tmp/gpu_out}
@@ -24,7 +25,7 @@ B="--out $OUT/bench --steps 4 --warmup 1 --min-time 1.5 --lengths 4096"
 # the batch each lever is compared at: the captured step's largest batch in the 2026-12-02 run (94, 28); the
 # paper's batch for BigBird (its target is there)
 LB=${LB:-94} LL=${LL:-28}
-V="fastcg-fl,fastcg,fastcg-copy,fastcg+bf16,fastcg+bf16-copy"
+V="fastcg+copy-fl,fastcg+copy,fastcg,fastcg+bf16+copy,fastcg+bf16"  # defaults (v6): -copy +fl
 cells() { local b=$1; echo "$V" | tr , '\n' | sed "s/^/train:$b:/" | paste -sd, -; }
 case $PHASE in
   cells)
@@ -35,14 +36,12 @@ case $PHASE in
     stage 150 python3 benchmarks/bench_fast.py $B --budget-s 125 --models led_large --plan train:7:stock32,$(cells $LL)
     ;;
   accuracy)
+    # the new defaults' same-function checks (q/k/v as strided views, the fused loss) while LED-base pretrains,
+    # fp32 vs bf16 residual x SEEDS side by side (learning curves, not costs); then profiles, alone on the card
     source scripts/gpu_env.sh >> "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
     [ -f .gpu_commit ] && export STUDY_GIT_COMMIT=$(cat .gpu_commit)
-    for p in ${PROFILES:-led_base:$LB:fastcg+bf16}; do
-      IFS=: read -r m b impl <<< "$p"
-      stage 80 python3 benchmarks/bench_fast.py --out "$OUT/bench" --models $m --lengths 4096 --plan "profile:$b:$impl"
-    done
     S=/tmp/levers
-    T=$(( $(left) - 40 ))
+    T=${PT:-300}
     echo "=== [$(( $(date +%s) - T0 ))s] pretraining, fp32 vs bf16 residual x seeds ${SEEDS:-1 2} (limit ${T}s)" | tee -a "$OUT/log.txt"
     for res in float32 bfloat16; do
       for seed in ${SEEDS:-1 2}; do
@@ -52,10 +51,20 @@ case $PHASE in
             '~callbacks.last_checkpoint' > $d/stdout.txt 2>&1 &
       done
     done
+    stage 150 python3 benchmarks/bench_fast.py --out "$OUT/check" --models led_base,bigbird_large --check-only \
+        --check-len led=2048,bigbird_pegasus=1024
+    stage 100 python3 benchmarks/bench_fast.py --out "$OUT/check" --models led_base,bigbird_large --check-step-graph \
+        --check-len led=2048,bigbird_pegasus=1024 --plan ""
     wait
+    echo "=== [$(( $(date +%s) - T0 ))s] pretraining done" | tee -a "$OUT/log.txt"
     python3 scripts/learning_curves.py $S --out "$OUT/learning_curves.csv" 2>&1 | tee -a "$OUT/log.txt"
     tar czf "$OUT/accuracy.tar.gz" -C $S --exclude='*.ckpt' --exclude='*/model/*' . 2>/dev/null
     grep -h "Error" $S/*/stdout.txt | sort | uniq -c | head
+    # where a step's device time goes now (fastc: the layers compiled, no captured step, whose replay hides names)
+    for p in ${PROFILES:-led_base:$LB:fastc led_base:$LB:fastc+bf16}; do
+      IFS=: read -r m b impl <<< "$p"
+      stage 80 python3 benchmarks/bench_fast.py --out "$OUT/bench" --models $m --lengths 4096 --plan "profile:$b:$impl"
+    done
     ;;
   *) echo "usage: $0 cells|accuracy"; exit 2 ;;
 esac

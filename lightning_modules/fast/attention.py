@@ -109,9 +109,10 @@ def attend(q, k, v, pattern, scale):
 
 
 # Whether q, k and v are copied into [B, H, L, dh] buffers before flex (True) or handed over as strided views of
-# the fused projection's output (False: saves three copies of the activations per layer and their backward,
-# if flex's kernels and inductor take the strides as they are). benchmarks/bench_fast.py measures both.
-QKV_COPY = True
+# the fused projection's output (False: flex's kernels read the strides as they are, which saves three copies of
+# the activations per layer and their backward: +1.2-1.4% samples/s on the H200 for all three models, one run
+# each, benchmarks/NOTES_fast_path.md v6). bench_fast.py's `+copy` measures the copies.
+QKV_COPY = False
 
 
 def qkv_layout(q, k, v):

@@ -63,8 +63,8 @@ def test_eos_cells_stop_on_the_chosen_token_on_cpu(tmp_path):
 def test_lever_variants_parse_and_run_at_a_given_batch(tmp_path):
     from benchmarks.bench_fast import parse_impl
 
-    assert parse_impl("fastcg") == ("fastcg", {"copy", "fl"})
-    assert parse_impl("fastcg+bf16-copy") == ("fastcg", {"bf16", "fl"})
+    assert parse_impl("fastcg") == ("fastcg", {"fl"})
+    assert parse_impl("fastcg+bf16+copy-fl") == ("fastcg", {"bf16", "copy"})
     for bad in ("fastcg+fp8", "stock32+bf16", "fastx", "fastcg+"):
         try:
             parse_impl(bad)
@@ -73,9 +73,9 @@ def test_lever_variants_parse_and_run_at_a_given_batch(tmp_path):
         else:
             raise AssertionError(bad)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_fast.py"), "--tiny", "--device", "cpu", "--models", "led_base",
-           "--lengths", "256", "--plan", "train:3:fasteg-copy-fl,train:3:fasteg+bf16", "--steps", "1", "--min-time", "0",
+           "--lengths", "256", "--plan", "train:3:fasteg+copy-fl,train:3:fasteg+bf16", "--steps", "1", "--min-time", "0",
            "--out", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
-    assert [(r["impl"], r["batch"], r["status"]) for r in rows] == [("fasteg-copy-fl", 3, "ok"), ("fasteg+bf16", 3, "ok")]
+    assert [(r["impl"], r["batch"], r["status"]) for r in rows] == [("fasteg+copy-fl", 3, "ok"), ("fasteg+bf16", 3, "ok")]
