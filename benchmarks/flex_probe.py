@@ -100,6 +100,8 @@ def main():
     ap.add_argument("--out", default="flex_probe.jsonl")
     ap.add_argument("--only", default="led,bigbird")
     ap.add_argument("--bwd", action="store_true", help="backward tile variants only (forward tiles as attention.py)")
+    ap.add_argument("--sparse64", action="store_true",
+                    help="the patterns' block masks at 64-token granularity (attention.TILE=64) against 128, fwd+bwd")
     args = ap.parse_args()
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -110,6 +112,8 @@ def main():
 
     if args.bwd:
         return bwd_tiles(args, flex, out, bf, dev)
+    if args.sparse64:
+        return sparse64(args, flex, out, bf, dev)
 
     if "led" in args.only:
         q, k, v, pat, pairs = led_case(dev, bf)
@@ -167,6 +171,40 @@ def bwd_tiles(args, flex, out, bf, dev):
         for name, ko in BWD_VARIANTS:
             probe(f"{model} {name}", q, k, v, lambda q, k, v, ko=ko, bm=bm: flex(q, k, v, block_mask=bm, kernel_options=ko),
                   pairs, args.reps, out)
+
+
+# 64-token sparse blocks: LED's band edges and BigBird's 64-token blocks waste less of each tile than at 128 (v1:
+# half of BigBird's partial tiles); a kernel tile must fit inside a sparse block, so the backward's tiles are <= 64
+SPARSE64_VARIANTS = [
+    ("bwd 64/64/64/64", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=64, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64, bwd_BLOCK_N2=64)),
+    ("bwd 32/64/64/32", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=32, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64, bwd_BLOCK_N2=32)),
+    ("bwd 64/64/64/64 w8", dict(fwd_BLOCK_M=64, fwd_BLOCK_N=64, bwd_BLOCK_M1=64, bwd_BLOCK_N1=64, bwd_BLOCK_M2=64,
+                                bwd_BLOCK_N2=64, bwd_num_warps=8)),
+]
+
+
+def sparse64(args, flex, out, bf, dev):
+    from lightning_modules.fast import bigbird as BB
+    from lightning_modules.fast import led as LED
+
+    def set_tile(t):
+        A.TILE = LED.TILE = BB.TILE = t
+
+    for model in [m for m in ("led", "bigbird") if m in args.only]:
+        for tile in (128, 64):
+            set_tile(tile)
+            torch.manual_seed(0)
+            case = led_case(dev, bf) if model == "led" else bigbird_case(dev, bf)[:5]
+            q, k, v, pat, pairs = case
+            bm = pat.block_mask()
+            if tile == 128:  # the fast path as it runs (attention.FWD_KERNEL_OPTIONS, flex's backward defaults)
+                probe(f"{model} sparse 128 (as attention.py)", q, k, v,
+                      lambda q, k, v, bm=bm: flex(q, k, v, block_mask=bm, kernel_options=A.FWD_KERNEL_OPTIONS), pairs, args.reps, out)
+                continue
+            for name, ko in SPARSE64_VARIANTS:
+                probe(f"{model} sparse 64 {name}", q, k, v, lambda q, k, v, ko=ko, bm=bm: flex(q, k, v, block_mask=bm, kernel_options=ko),
+                      pairs, args.reps, out)
+    set_tile(128)
 
 
 if __name__ == "__main__":

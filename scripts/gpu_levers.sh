@@ -9,6 +9,7 @@
 #                                         # the card (learning curves, not costs), with the new defaults' same-function
 #                                         # checks beside them; then profiles alone. Needs the carried wheels
 #                                         # (scripts/gpu_wheels.sh)
+#   BUDGET=500 bash scripts/gpu_levers.sh targets  # flex with 64-token sparse blocks; the largest-batch targets
 set -uo pipefail
 PHASE=${1:-cells}
 OUT=${OUT:-/tmp/gpu_out}
@@ -66,7 +67,15 @@ case $PHASE in
       stage 80 python3 benchmarks/bench_fast.py --out "$OUT/bench" --models $m --lengths 4096 --plan "profile:$b:$impl"
     done
     ;;
-  *) echo "usage: $0 cells|accuracy"; exit 2 ;;
+  targets)
+    # 64-token sparse blocks for flex (fwd + bwd alone), then issue 18's largest-batch targets with the v6 defaults
+    # (and +bf16) beside stock fp32, each largest batch found as bench_fast does (from the paper-batch peak)
+    stage 130 python3 benchmarks/flex_probe.py --sparse64 --out "$OUT/flex_sparse64.jsonl"
+    T="train:paper:stock32,train:max:stock32,train:paper:fastcg,train:max:fastcg,train:paper:fastcg+bf16,train:max:fastcg+bf16"
+    stage 170 python3 benchmarks/bench_fast.py $B --budget-s 140 --models led_base --plan $T
+    stage 150 python3 benchmarks/bench_fast.py $B --budget-s 120 --models led_large --plan $T
+    ;;
+  *) echo "usage: $0 cells|accuracy|targets"; exit 2 ;;
 esac
 python3 benchmarks/bench_fast.py --out "$OUT/bench" --plan "" --models "" >> "$OUT/log.txt" 2>&1  # tables of all
 grep -h '^| \|^\[check\].*\(PASS\|FAIL\)\|^\[profile\]' "$OUT/log.txt" | cut -c1-400 | tail -60
