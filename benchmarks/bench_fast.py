@@ -16,7 +16,8 @@ conf/model/<name>.yaml's `arch`. Inputs are full length (no padding), LED with t
                        replayed as two CUDA graphs (generation as fastc), fasteg = the same with eager layers.
   levers:     a fast impl's suffixes switch one lever each on (+) or off (-): +bf16 the residual stream in bf16,
               +copy q/k/v copied into contiguous buffers for flex, -fl the stock head and loss in the captured
-              step (VARIANTS); e.g. fastcg+copy-fl is the captured step as it was before issue 18's v6 levers.
+              step, -t64 forward-only attention at 128-token sparse blocks (VARIANTS); e.g. fastcg+copy-fl-t64
+              is the fast path as it was before issue 18's v6 levers.
 
 Reported per cell: samples/s, model TFLOP/s (lightning_modules/fast/flops.py), J/sample from the NVML
 total-energy counter over the timed steps, peak memory, warm-up (compile) time and energy separately.
@@ -179,8 +180,9 @@ VARIANTS = {
     "bf16": "the residual stream in bf16 (model.residual_dtype=bfloat16; changes the numerics)",
     "copy": "q, k, v copied into [B, H, L, dh] buffers before flex (attention.QKV_COPY; default off)",
     "fl": "the captured step's loss without fp32 logits (loss.py; default on)",
+    "t64": "forward-only attention at 64-token sparse blocks where a pattern has them (attention.INFER_TILE; default on)",
 }
-DEFAULT_ON = {"fl"}
+DEFAULT_ON = {"fl", "t64"}
 
 
 def parse_impl(impl):
@@ -206,6 +208,10 @@ def set_impl(model, impl):
     model._fast.residual_dtype = torch.bfloat16 if "bf16" in on else None
     model._fast.fused_loss = "fl" in on
     attention.QKV_COPY = "copy" in on
+    tile = 64 if "t64" in on else None
+    if attention.INFER_TILE != tile:
+        attention.INFER_TILE = tile
+        model._fast.enc_cache.clear()  # BigBird's cached block tables carry (or lack) the 64-token maps
 
 
 # ----------------------------------------------------------------------------------------------- cells

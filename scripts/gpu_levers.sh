@@ -10,6 +10,7 @@
 #                                         # checks beside them; then profiles alone. Needs the carried wheels
 #                                         # (scripts/gpu_wheels.sh)
 #   BUDGET=500 bash scripts/gpu_levers.sh targets  # flex with 64-token sparse blocks; the largest-batch targets
+#   BUDGET=250 bash scripts/gpu_levers.sh gen      # BigBird generation with forward-only 64-token sparse blocks
 set -uo pipefail
 PHASE=${1:-cells}
 OUT=${OUT:-/tmp/gpu_out}
@@ -75,7 +76,14 @@ case $PHASE in
     stage 170 python3 benchmarks/bench_fast.py $B --budget-s 140 --models led_base --plan $T
     stage 150 python3 benchmarks/bench_fast.py $B --budget-s 120 --models led_large --plan $T
     ;;
-  *) echo "usage: $0 cells|accuracy|targets"; exit 2 ;;
+  gen)
+    # BigBird's forward-only 64-token sparse blocks (attention.INFER_TILE) in generation's encoder: the same-function
+    # checks first (eval logits and greedy tokens run the forward-only masks), then generation with and without
+    stage 230 python3 benchmarks/bench_fast.py --out "$OUT/bench" --steps 4 --warmup 1 --gen-reps 1 --min-time 1.5 \
+        --lengths 4096 --budget-s 200 --models bigbird_large --check --check-len bigbird_pegasus=1024 \
+        --plan gen:fixed:stock32,gen:fixed:fastcg-t64,gen:fixed:fastcg
+    ;;
+  *) echo "usage: $0 cells|accuracy|targets|gen"; exit 2 ;;
 esac
 python3 benchmarks/bench_fast.py --out "$OUT/bench" --plan "" --models "" >> "$OUT/log.txt" 2>&1  # tables of all
 grep -h '^| \|^\[check\].*\(PASS\|FAIL\)\|^\[profile\]' "$OUT/log.txt" | cut -c1-400 | tail -60

@@ -23,6 +23,13 @@ BACKEND = "auto"
 # no backward tiles tried beat the defaults).
 FWD_KERNEL_OPTIONS = {"fwd_BLOCK_M": 64, "fwd_BLOCK_N": 64}
 
+# Sparse blocks of a forward-only call (no autograd: generation's encoder, validation), for patterns that give
+# maps at this granularity (BigBird's 64-token blocks). At 128, half of each partial BigBird tile is skipped work;
+# at 64 every listed tile is full, and flex's forward over the BigBird-large pattern took 0.13-0.14 ms instead of
+# 0.50 (H200, benchmarks/flex_probe.py --sparse64). Not for training: flex's backward has no kernel for 64-token
+# sparse blocks (torch 2.11: NoValidChoicesError for every tile tried). None: one granularity (TILE) for all.
+INFER_TILE = 64
+
 _compiled_flex = None
 
 
@@ -51,38 +58,52 @@ def _ordered(blocks):
 
 
 class Pattern:
-    def __init__(self, mask_mod, q_valid, partial, full, q_len, kv_len, n_heads=1):
+    def __init__(self, mask_mod, q_valid, partial, full, q_len, kv_len, n_heads=1, fine=None):
         self.mask_mod = mask_mod  # flex signature; must already exclude padded keys
         self.q_valid = q_valid[:, :q_len]  # bool [B, q_len]
         self.partial = partial  # bool [B, H|1, nq, nk]: the tile may hold an allowed pair
         self.full = full  # bool [B, H|1, nq, nk]: every pair in the tile is allowed (subset of partial)
         self.q_len, self.kv_len = q_len, kv_len
         self.n_heads = n_heads  # 1 when the pattern is the same for every head
-        self._block_mask = None
-        if _backend(q_valid) == "flex":
-            self.block_mask()  # build eagerly: never inside a compiled region
+        # (tile, partial, full) at a finer granularity for forward-only calls (INFER_TILE), or None
+        self.fine = fine
+        self._block_masks = {}
+        if _backend(q_valid) == "flex":  # build eagerly: never inside a compiled region
+            self.block_mask()
+            if fine is not None:
+                self.block_mask(fine[0])
 
-    def block_mask(self):
-        if self._block_mask is None:
+    def maps(self, tile=None):
+        """(tile, partial, full) at TILE (None) or at the finer tile this pattern was given."""
+        if tile is None or tile == TILE:
+            return TILE, self.partial, self.full
+        if self.fine is None or self.fine[0] != tile:
+            raise ValueError(f"this pattern has no {tile}-token tile maps")
+        return self.fine
+
+    def block_mask(self, tile=None):
+        tile, partial, full = self.maps(tile)
+        if tile not in self._block_masks:
             # both orderings from the dense tile maps: BlockMask.from_kv_blocks would transpose through
             # vmap, milliseconds of host time per mask
-            partial_only = self.partial & ~self.full
+            partial_only = partial & ~full
             kv_num, kv_idx = _ordered(partial_only)
-            full_kv_num, full_kv_idx = _ordered(self.full)
+            full_kv_num, full_kv_idx = _ordered(full)
             q_num, q_idx = _ordered(partial_only.transpose(-1, -2))
-            full_q_num, full_q_idx = _ordered(self.full.transpose(-1, -2))
+            full_q_num, full_q_idx = _ordered(full.transpose(-1, -2))
             try:
-                self._block_mask = BlockMask(
+                bm = BlockMask(
                     seq_lengths=(self.q_len, self.kv_len), kv_num_blocks=kv_num, kv_indices=kv_idx,
                     full_kv_num_blocks=full_kv_num, full_kv_indices=full_kv_idx, q_num_blocks=q_num, q_indices=q_idx,
-                    full_q_num_blocks=full_q_num, full_q_indices=full_q_idx, BLOCK_SIZE=(TILE, TILE),
+                    full_q_num_blocks=full_q_num, full_q_indices=full_q_idx, BLOCK_SIZE=(tile, tile),
                     mask_mod=self.mask_mod,
                 )
             except TypeError:  # a torch whose constructor differs: let it transpose
-                self._block_mask = BlockMask.from_kv_blocks(
-                    kv_num, kv_idx, full_kv_num, full_kv_idx, BLOCK_SIZE=(TILE, TILE), mask_mod=self.mask_mod,
+                bm = BlockMask.from_kv_blocks(
+                    kv_num, kv_idx, full_kv_num, full_kv_idx, BLOCK_SIZE=(tile, tile), mask_mod=self.mask_mod,
                     seq_lengths=(self.q_len, self.kv_len))
-        return self._block_mask
+            self._block_masks[tile] = bm
+        return self._block_masks[tile]
 
     def dense_allowed(self):
         """bool [B, H|1, q_len, kv_len]; a padded query row also gets its diagonal so that no row is empty."""
@@ -104,7 +125,9 @@ def attend(q, k, v, pattern, scale):
         else:
             fn = flex_attention  # inside an outer torch.compile, or eager CPU for tests
         opts = dict(kernel_options=FWD_KERNEL_OPTIONS) if q.is_cuda and FWD_KERNEL_OPTIONS else {}
-        return fn(q, k, v, block_mask=pattern.block_mask(), scale=scale, **opts)
+        backward = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        tile = pattern.fine[0] if pattern.fine is not None and not backward else None
+        return fn(q, k, v, block_mask=pattern.block_mask(tile), scale=scale, **opts)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.dense_allowed(), scale=scale)
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
+from . import attention as A
 from .attention import TILE, Pattern, attend, pad_to_tile, qkv_layout, tile_any_all, tiles_1d
 from .numerics import as_residual, residual_dtype
 from .path import FastPath
@@ -89,10 +90,18 @@ def layer_blocks(sa, seq_len, device):
     if slots:
         copy_idx = torch.tensor([t for k, _ in slots for t in range(k * bs, (k + 1) * bs)], device=device)
     allow = torch.from_numpy(allow).to(device)
-    g = math.gcd(bs, TILE)
-    fine = allow.repeat_interleave(bs // g, 1).repeat_interleave(bs // g, 2)[:, : q_pad // g, : kv_pad // g]
-    m_any, m_all = tile_any_all(fine, TILE // g)
-    return dict(allow=allow, copy_idx=copy_idx, kv_len=kv_pad if slots else seq_len, m_any=m_any, m_all=m_all)
+
+    def tile_maps(tile):
+        g = math.gcd(bs, tile)
+        fine = allow.repeat_interleave(bs // g, 1).repeat_interleave(bs // g, 2)[:, : q_pad // g, : kv_pad // g]
+        return tile_any_all(fine, tile // g)
+
+    m_any, m_all = tile_maps(TILE)
+    out = dict(allow=allow, copy_idx=copy_idx, kv_len=kv_pad if slots else seq_len, m_any=m_any, m_all=m_all)
+    t = A.INFER_TILE
+    if t and t < TILE and TILE % t == 0:  # the forward-only maps (attention.INFER_TILE)
+        out["fine"] = (t, *tile_maps(t))
+    return out
 
 
 def bigbird_pattern(blocks, valid, bs):
@@ -104,11 +113,17 @@ def bigbird_pattern(blocks, valid, bs):
     def mask_mod(b, h, q, kv):
         return allow[h, q // bs, kv // bs] & keys[b, kv]
 
-    k_any, k_all = tiles_1d(keys, TILE)
-    q_any = tiles_1d(valid, TILE)[0][:, None, :, None]
-    partial = blocks["m_any"][None] & k_any[:, None, None, :] & q_any
-    full = blocks["m_all"][None] & k_all[:, None, None, :] & q_any
-    return Pattern(mask_mod, valid, partial, full, L, blocks["kv_len"], n_heads=allow.shape[0])
+    def tile_maps(tile, m_any, m_all):
+        k_any, k_all = tiles_1d(keys, tile)
+        q_any = tiles_1d(valid, tile)[0][:, None, :, None]
+        return m_any[None] & k_any[:, None, None, :] & q_any, m_all[None] & k_all[:, None, None, :] & q_any
+
+    partial, full = tile_maps(TILE, blocks["m_any"], blocks["m_all"])
+    fine = None
+    if "fine" in blocks:
+        t, m_any, m_all = blocks["fine"]
+        fine = (t, *tile_maps(t, m_any, m_all))
+    return Pattern(mask_mod, valid, partial, full, L, blocks["kv_len"], n_heads=allow.shape[0], fine=fine)
 
 
 def bigbird_layer(layer, x, pattern, copy_idx, valid, training, p_drop, p_act, res_dtype=None):

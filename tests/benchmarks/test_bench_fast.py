@@ -63,8 +63,8 @@ def test_eos_cells_stop_on_the_chosen_token_on_cpu(tmp_path):
 def test_lever_variants_parse_and_run_at_a_given_batch(tmp_path):
     from benchmarks.bench_fast import parse_impl
 
-    assert parse_impl("fastcg") == ("fastcg", {"fl"})
-    assert parse_impl("fastcg+bf16+copy-fl") == ("fastcg", {"bf16", "copy"})
+    assert parse_impl("fastcg") == ("fastcg", {"fl", "t64"})
+    assert parse_impl("fastcg+bf16+copy-fl-t64") == ("fastcg", {"bf16", "copy"})
     for bad in ("fastcg+fp8", "stock32+bf16", "fastx", "fastcg+"):
         try:
             parse_impl(bad)

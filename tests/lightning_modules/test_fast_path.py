@@ -169,9 +169,12 @@ def test_bigbird_random_blocks_are_hfs_and_leave_numpy_state():
     assert M[0, 5, 0] == 1 + 2 and M[0, 0].min() == 1 and M[0, 5].sum() == 5 + 2
 
 
-@pytest.mark.parametrize("family,S", [("led", 256), ("led", 160), ("bigbird", 256), ("bigbird", 272)])
-def test_flex_execution_matches_stock_forward(family, S):
-    # 160 and 272: sequence not a whole number of flex tiles
+@pytest.mark.parametrize("family,S,infer_tile", [("led", 256, 64), ("led", 160, 64), ("bigbird", 256, 64),
+                                                ("bigbird", 272, 64), ("bigbird", 272, None)])
+def test_flex_execution_matches_stock_forward(family, S, infer_tile, monkeypatch):
+    # 160 and 272: sequence not a whole number of flex tiles; no grad: BigBird's forward-only 64-token block masks
+    # (attention.INFER_TILE), or, with None, the 128-token ones training uses
+    monkeypatch.setattr(A, "INFER_TILE", infer_tile)
     m = led_model() if family == "led" else bigbird_model()
     kw = inputs(S, led=family == "led")
     fast = apply_fast_path(copy.deepcopy(m))
@@ -189,14 +192,14 @@ def test_flex_execution_matches_stock_forward(family, S):
         assert rel(out, ref) <= TOL
 
 
-def block_mask_agrees(pattern):
+def block_mask_agrees(pattern, tile=None):
     """Every tile listed as full is all-allowed, every allowed pair of a valid query lies in a listed tile."""
     B = pattern.q_valid.shape[0]
     allowed = create_mask(pattern.mask_mod, B, pattern.n_heads, pattern.q_len, pattern.kv_len, device="cpu")
-    t = A.TILE
+    t = tile or A.TILE
     nq, nk = -(-pattern.q_len // t), -(-pattern.kv_len // t)
     allowed = torch.nn.functional.pad(allowed, (0, nk * t - pattern.kv_len, 0, nq * t - pattern.q_len))
-    bm = pattern.block_mask()
+    bm = pattern.block_mask(tile)
     listed = bm.to_dense().bool()  # partial + full tiles
     full = torch.zeros_like(listed)
     for b in range(B):
@@ -219,10 +222,10 @@ def block_mask_agrees(pattern):
     assert bool((listed | ~needed).all()), "an allowed pair of a valid query lies in an unlisted tile"
 
 
-def block_mask_is_what_flex_builds(pattern):
+def block_mask_is_what_flex_builds(pattern, tile=None):
     """Our BlockMask holds exactly the tensors BlockMask.from_kv_blocks builds from the same kv lists, all of them
     contiguous: the GPU kernels read them by row-major offsets (the CPU path would not notice other strides)."""
-    bm = pattern.block_mask()
+    bm = pattern.block_mask(tile)
     ref = BlockMask.from_kv_blocks(bm.kv_num_blocks, bm.kv_indices, bm.full_kv_num_blocks, bm.full_kv_indices,
                                    BLOCK_SIZE=bm.BLOCK_SIZE, mask_mod=pattern.mask_mod, seq_lengths=bm.seq_lengths)
     names = ["kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices", "q_num_blocks", "q_indices",
@@ -259,8 +262,12 @@ def test_bigbird_block_mask_is_consistent_with_mask(train):
     valid[1, 200:] = False
     blocks = layer_blocks(sa, 512, "cpu")
     assert (blocks["copy_idx"] is None) == train  # eval: block 0 listed 1 + r times -> r extra copies
-    block_mask_agrees(bigbird_pattern(blocks, valid, 16))
-    block_mask_is_what_flex_builds(bigbird_pattern(blocks, valid, 16))
+    for tile in (None, A.INFER_TILE):  # training's 128-token tiles, the forward-only 64-token ones
+        block_mask_agrees(bigbird_pattern(blocks, valid, 16), tile)
+        block_mask_is_what_flex_builds(bigbird_pattern(blocks, valid, 16), tile)
+    assert bigbird_pattern(blocks, valid, 16).block_mask(A.INFER_TILE).BLOCK_SIZE == (64, 64)
+    with pytest.raises(ValueError, match="no 32-token tile maps"):
+        bigbird_pattern(blocks, valid, 16).block_mask(32)
 
 
 @pytest.mark.parametrize("family", ["led", "bigbird"])
