@@ -7,7 +7,7 @@
 #   bash scripts/gpu_study_h200.sh pretrain # the paper fine-tunes pretrained models: pretrain each real-size model here
 #                                           # on short documents (512 words, seq_len 512), then fine-tune the best at
 #                                           # 1024 and 4096 tokens on the 4096-word documents (model.local_path=<run>)
-#   MODEL=led_base TASK=synthetic IMPL=fast_graph bash scripts/gpu_study_h200.sh grid   # the study, a model per call
+#   MODEL=led_base bash scripts/gpu_study_h200.sh grid   # the study, a model per call (MEM=null IMPL=stock: other blocks)
 #   TRIALS="led_large:1e-4:0.0 led_large:5e-5:0.0 led_large:3e-5:0.0 bigbird_large:1e-4:0.0 bigbird_large:5e-5:0.0" \
 #     PSTEPS=600 PVAL=200 FT_MODELS="led_large bigbird_large" FT_LENGTHS="1024 4096" FSTEPS=200 \
 #     bash scripts/gpu_study_h200.sh pretrain   # the third call: the large models without dropout
@@ -95,7 +95,8 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     # one model per call (checkpoints do not outlive the machine, so each call pretrains what it fine-tunes):
     # experiment=pretrain_synthetic, then experiment=finetune_synthetic over LENGTHS x SEEDS, one job at a time
     # (costs measured), then infer.py on every finished job unless INFER=0. MODEL, TASK (synthetic | synthetic_qa),
-    # IMPL (fast_graph | stock), BATCH (8 | auto), MEM (48 | null: batch_size=auto's cap), FSTEPS.
+    # IMPL (fast_graph | stock), BATCH (auto | 8), MEM (48 | null: batch_size=auto's cap), FSTEPS; the defaults are
+    # block 1 of docs/gpu-study-h200/README.md (fast path, batch_size=auto under 48 GiB, 100 steps)
     M=${MODEL:-led_base}
     G=(paths.output_dir=$S impl=${IMPL:-fast_graph} '~callbacks.last_checkpoint')
     echo "=== [$(( $(date +%s) - T0 ))s] pretrain $M" | tee -a "$OUT/log.txt"
@@ -104,8 +105,8 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     T=$(( $(left) - ${INFER_S:-60} - 20 ))
     echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M (limit ${T}s)" | tee -a "$OUT/log.txt"
     timeout -s INT -k 15 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
-        seq_len=${LENGTHS:-1024,2048,3072,4096} seed=${SEEDS:-1,2} batch_size=${BATCH:-8} batch_size_memory_gib=${MEM:-null} \
-        trainer.max_steps=${FSTEPS:-200} >> "$OUT/log.txt" 2>&1
+        seq_len=${LENGTHS:-1024,2048,3072,4096} seed=${SEEDS:-1,2} batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
+        trainer.max_steps=${FSTEPS:-100} >> "$OUT/log.txt" 2>&1
     if [ "${INFER:-1}" = 1 ]; then
       T=$(( $(left) - 15 ))
       [ $T -gt 20 ] && timeout -s INT -k 10 $T python3 infer.py run_dir=$S/sweeps/finetune_synthetic paths.output_dir=$S \
