@@ -79,7 +79,8 @@ def _some(ids: list[str], n: int = 3) -> str:
 
 
 # ---- generating and scoring ----------------------------------------------------------------------------------
-def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: int, data_cfg, generation, identity: dict) -> None:
+def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: int, data_cfg, generation, identity: dict,
+             global_attention: str = "first_token") -> None:
     data = build(
         data_cfg, tokenizer=tokenizer, seq_len=seq_len, batch_size=1, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
         pad_to_seq_len=data_cfg.pad_to_seq_len or spec.needs_full_length_inputs, **spec.fam.data_kwargs(),
@@ -87,7 +88,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, spec, model, tokenizer, seq_len: in
     data.setup("validate")  # tokenizing is not inference: keep it out of the timed pass
     encoder_attention = spec.prepare_for_length(model, seq_len)
     module = get_class(spec.fam.lightning_module)(  # the family's kind of module (Seq2SeqModule for seq2seq)
-        model, tokenizer, data.task, attn_impl=spec.attn_impl, family=spec.family,
+        model, tokenizer, data.task, attn_impl=spec.attn_impl, family=spec.family, global_attention=global_attention,
         generation=OmegaConf.to_container(generation, resolve=True),
     )
     identity = dict(
@@ -131,7 +132,8 @@ def evaluate_run(cfg: DictConfig, run: Path, out_dir: Path) -> None:
         model=spec.name, family=spec.family, parameters=count_parameters(model), attn_impl=spec.attn_impl,
         pretrained=spec.pretrained, train_run=str(run.resolve()), checkpoint=cfg.checkpoint, **scored,
     )
-    evaluate(cfg, out_dir, spec, model, tokenizer, int(train_cfg.seq_len), train_cfg.data, train_cfg.module.generation, identity)
+    evaluate(cfg, out_dir, spec, model, tokenizer, int(train_cfg.seq_len), train_cfg.data, train_cfg.module.generation, identity,
+             train_cfg.module.get("global_attention", "first_token"))
 
 
 def train_runs(directory: Path, allow_unfinished: bool = False) -> list[Path]:

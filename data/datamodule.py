@@ -30,6 +30,14 @@ def encode_inputs(tokenizer, texts: list[str], seq_len: int) -> list[list[int]]:
     return tokenizer(texts, truncation=True, max_length=seq_len, add_special_tokens=True)["input_ids"]
 
 
+def question_lengths(tokenizer, texts: list[str], seq_len: int) -> list[int]:
+    """Tokens of each QA input's question: the text before its first blank line (SCROLLS' "question\n\ndocument"),
+    without special tokens, at most seq_len; 0 where an input has no blank line."""
+    questions = [t.split("\n\n", 1)[0] if "\n\n" in t else "" for t in texts]
+    ids = tokenizer(questions, add_special_tokens=False)["input_ids"]
+    return [min(len(x), seq_len) for x in ids]
+
+
 def encode_targets(tokenizer, texts: list[str], max_target_len: int) -> list[list[int]]:
     return tokenizer(text_target=texts, truncation=True, max_length=max_target_len)["input_ids"]
 
@@ -103,6 +111,7 @@ class ScrollsDataModule(pl.LightningDataModule):
         inputs = encode_inputs(self.tokenizer, [r["input"] for r in rows], self.seq_len)
         labels = encode_targets(self.tokenizer, [r["output"] for r in rows], self.max_target_len)
         self.train_examples = [{"input_ids": x, "labels": y} for x, y in zip(inputs, labels)]
+        self._add_question_lengths(self.train_examples, [r["input"] for r in rows])
         if len(self.train_examples) < self.batch_size:
             raise StudyError(
                 f"batch_size={self.batch_size} is larger than the {len(self.train_examples)} training examples of data={self.name}"
@@ -115,6 +124,13 @@ class ScrollsDataModule(pl.LightningDataModule):
         self.eval_examples = [
             {"id": i, "input_ids": x, "references": grouped[i]["references"]} for i, x in zip(ids, inputs)
         ]
+        self._add_question_lengths(self.eval_examples, [grouped[i]["input"] for i in ids])
+
+    def _add_question_lengths(self, examples: list[dict], texts: list[str]) -> None:
+        # QA batches carry each question's length, for LED's global attention on it (module.global_attention)
+        if self.task == "qa" and self.causal is None:
+            for e, n in zip(examples, question_lengths(self.tokenizer, texts, self.seq_len)):
+                e["question_len"] = n
 
     def setup(self, stage: str | None = None):
         if stage in ("fit", None) and self.train_examples is None:
@@ -136,6 +152,12 @@ class ScrollsDataModule(pl.LightningDataModule):
             return self.causal.train(examples)
         batch = self._inputs([e["input_ids"] for e in examples])
         batch["labels"] = pad([e["labels"] for e in examples], IGNORE_INDEX)
+        return self._question_lengths(batch, examples)
+
+    @staticmethod
+    def _question_lengths(batch: dict, examples: list[dict]) -> dict:
+        if examples and "question_len" in examples[0]:
+            batch["question_len"] = torch.tensor([e["question_len"] for e in examples], dtype=torch.long)
         return batch
 
     def collate_eval(self, examples: list[dict]) -> dict:
@@ -144,7 +166,7 @@ class ScrollsDataModule(pl.LightningDataModule):
         batch = self._inputs([e["input_ids"] for e in examples])
         batch["ids"] = [e["id"] for e in examples]
         batch["references"] = [e["references"] for e in examples]
-        return batch
+        return self._question_lengths(batch, examples)
 
     def train_dataloader(self):
         # resumable mid-epoch (data/resumable.py): Lightning saves and restores its position with the training state

@@ -13,16 +13,31 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_modules.metrics import TASK_METRIC
+from study.errors import StudyError
 from lightning_modules.scrolls_metric import ScrollsScore
 
 log = logging.getLogger("study")
 
 
-def generate(model, tokenizer, batch: dict, generation: dict, global_first_token: bool, fast: bool, family=None) -> list[str]:
+GLOBAL_ATTENTION = ("first_token", "question")  # module.global_attention
+
+
+def question_len(batch: dict, global_attention: str):
+    """The batch's question lengths when global attention goes to the question (module.global_attention), else None."""
+    if global_attention != "question":
+        return None
+    if "question_len" not in batch:
+        raise StudyError("module.global_attention=question needs QA batches (data.task=qa), which carry each question's "
+                         "length; this batch has none")
+    return batch["question_len"]
+
+
+def generate(model, tokenizer, batch: dict, generation: dict, global_first_token: bool, fast: bool, family=None,
+             global_attention: str = "first_token") -> list[str]:
     """Greedy (or beam) decoding of one batch, as text (as the family writes it: Family.postprocess)."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    if family is not None:  # the family's global attention (LED: the first token)
-        inputs.update(family.global_inputs(batch["input_ids"]))
+    if family is not None:  # the family's global attention (LED: the first token, or the question)
+        inputs.update(family.global_inputs(batch["input_ids"], question_len(batch, global_attention)))
     elif global_first_token:
         inputs["global_attention_mask"] = first_token_global(batch["input_ids"])
     if fast and generation.get("num_beams", 1) == 1:
@@ -60,6 +75,7 @@ class Seq2SeqModule(pl.LightningModule):
         fused_optimizer: bool = False,
         generation: dict | None = None,
         family: str | None = None,
+        global_attention: str = "first_token",
     ):
         super().__init__()
         from lightning_modules import families
@@ -71,6 +87,9 @@ class Seq2SeqModule(pl.LightningModule):
         self.family = families.get(family) if family is not None else None
         self.scorer = ScrollsScore(task)  # torchmetrics syncs its state across ranks
         self.global_first = global_attention_on_first_token
+        if global_attention not in GLOBAL_ATTENTION:
+            raise StudyError(f"module.global_attention={global_attention} is not one of: {', '.join(GLOBAL_ATTENTION)}")
+        self.global_attention = global_attention  # which tokens the family makes global (LED): first token or question
         self.fast = attn_impl == "fast"
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
         self.warmup_ratio, self.fused_optimizer = warmup_ratio, fused_optimizer
@@ -84,7 +103,7 @@ class Seq2SeqModule(pl.LightningModule):
     def forward(self, batch: dict):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels") if k in batch}
         if self.family is not None:
-            inputs.update(self.family.global_inputs(batch["input_ids"]))
+            inputs.update(self.family.global_inputs(batch["input_ids"], question_len(batch, self.global_attention)))
         elif self.global_first:
             inputs["global_attention_mask"] = first_token_global(batch["input_ids"])
         return self.model(**inputs)
@@ -134,7 +153,8 @@ class Seq2SeqModule(pl.LightningModule):
 
     # ---- validation by generation ---------------------------------------------------------------------------
     def predict_texts(self, batch) -> list[str]:
-        return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast, self.family)
+        return generate(self.model, self.tokenizer, batch, self.generation, self.global_first, self.fast, self.family,
+                        self.global_attention)
 
     def validation_step(self, batch, batch_idx):
         self.scorer.update(batch["ids"], self.predict_texts(batch), batch["references"])

@@ -324,6 +324,8 @@ def experiment(cfg: dict) -> dict:
         budget.append(f"early stopping {early}")
     if _get(cfg, "data.val_every_steps") is not None:
         budget.append(f"validation every {_get(cfg, 'data.val_every_steps')} steps")
+    if _get(cfg, "module.global_attention") == "question":  # another recipe: runs with it are their own experiment
+        budget.append("global attention on the question")
     size, size_source = projection.train_set_size(cfg)
     return {
         "corpus": corpus, "training_budget": ", ".join(budget) or None,

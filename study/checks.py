@@ -123,10 +123,33 @@ def _check_residual_dtype(cfg: DictConfig) -> None:
                          "stores its residual stream in bf16 only under bf16 autocast")
 
 
+def _check_global_attention(cfg: DictConfig) -> None:
+    """module.global_attention=question needs a QA task (the batches carry the question's length) and a family with
+    global attention (LED); elsewhere it would do nothing."""
+    value = OmegaConf.select(cfg, "module.global_attention")
+    if value is None or value == "first_token":
+        return
+    if value != "question":
+        raise StudyError(f"module.global_attention={value} is not one of: first_token, question")
+    task, family = OmegaConf.select(cfg, "data.task"), OmegaConf.select(cfg, "model.family")
+    if task is not None and task != "qa":
+        raise StudyError(f"module.global_attention=question needs a QA task (data.task=qa), got data.task={task}: "
+                         "a summarization input has no question")
+    if family is not None:
+        import torch
+
+        from lightning_modules import families
+
+        if not families.get(family).global_inputs(torch.zeros(1, 1, dtype=torch.long)):
+            raise StudyError(f"module.global_attention=question: model family {family} has no global attention "
+                             "(only LED has global tokens)")
+
+
 def check(cfg: DictConfig) -> None:
     """Raise a StudyError for the first value in RULES that breaks its rule."""
     _check_scratch_recipe(cfg)
     _check_residual_dtype(cfg)
+    _check_global_attention(cfg)
     for key, (rule, allowed) in RULES.items():
         try:
             value = OmegaConf.select(cfg, key, default=_MISSING)

@@ -79,6 +79,27 @@ def test_infer_evaluates_the_best_checkpoint_and_its_predictions_rescore_identic
     assert again["kind"] == "score" and again["rgm"] == pytest.approx(rec["rgm"]) and again["rouge1"] == pytest.approx(rec["rouge1"])
 
 
+def test_global_attention_on_the_question_trains_and_infers_and_is_its_own_experiment(tmp_path, cache_dir):
+    """module.global_attention=question (Longformer's QA setting) end to end on the tiny LED: train, infer, report."""
+    from omegaconf import OmegaConf
+
+    from report.collect import experiment
+
+    run = tmp_path / "qa_question"
+    run_cli("train.py", *SMOKE, "model=led_tiny", "data=synthetic_qa", "module.global_attention=question",
+            f"hydra.run.dir={run}", out=tmp_path, cache=cache_dir)
+    assert json.loads((run / "metrics.json").read_text())["status"] == "ok"
+    run_cli("infer.py", f"run_dir={run}", out=tmp_path, cache=cache_dir)  # infer reads the run's global attention
+    assert json.loads((run / "infer" / "metrics.json").read_text())["status"] == "ok"
+    cfg = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml"))
+    assert experiment(cfg)["training_budget"].endswith("global attention on the question")
+    cfg["module"]["global_attention"] = "first_token"
+    assert "global attention" not in experiment(cfg)["training_budget"]
+    proc = run_cli("train.py", *SMOKE, "model=led_tiny", "module.global_attention=question", out=tmp_path,
+                   cache=cache_dir, check=False)
+    assert proc.returncode == 2 and "module.global_attention=question needs a QA task" in proc.stderr
+
+
 def test_multirun_over_two_models_and_two_lengths_writes_one_directory_per_job_and_skips_them_on_rerun(tmp_path, cache_dir):
     args = ["-m", *SMOKE, "model=led_tiny,bigbird_tiny", "seq_len=160,192"]
     run_cli("train.py", *args, out=tmp_path, cache=cache_dir)

@@ -32,8 +32,9 @@ inputs at a length
   pad_to_seq_len       whether every batch must be padded to seq_len (BigBird: a short batch switches it to full
                        attention for good)
   data_kwargs()        extra keyword arguments for the data module (a causal family names its batch layout here)
-  global_inputs(input_ids)
-                       extra model inputs that set global attention (LED: {"global_attention_mask": first token})
+  global_inputs(input_ids, question_len=None)
+                       extra model inputs that set global attention (LED: {"global_attention_mask": first token},
+                       or each row's first question_len tokens, the question, with module.global_attention=question)
   prepare_for_length(model, arch, seq_len) -> str
                        fix the attention for inputs of seq_len tokens; returns the attention type in use (a record
                        field, `encoder_attention`)
@@ -109,7 +110,7 @@ class Family:
     def data_kwargs(self) -> dict:
         return {}
 
-    def global_inputs(self, input_ids) -> dict:
+    def global_inputs(self, input_ids, question_len=None) -> dict:
         return {}
 
     def prepare_for_length(self, model, arch: dict, seq_len: int) -> str:
@@ -188,3 +189,11 @@ def first_token_global(input_ids):
     mask = torch.zeros_like(input_ids)
     mask[:, 0] = 1
     return mask
+
+
+def question_global(input_ids, question_len):
+    """Longformer's QA setting: every token of the question (each row's first question_len, at least the first)."""
+    import torch
+
+    n = question_len.to(input_ids.device).clamp(min=1)[:, None]
+    return (torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < n).to(input_ids.dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lightning_modules.families import Family, first_token_global, register
+from lightning_modules.families import Family, first_token_global, question_global, register
 
 
 @register
@@ -26,8 +26,11 @@ class LED(Family):
             arch["attention_window"] = [arch["attention_window"]] * arch["encoder_layers"]
         return arch
 
-    def global_inputs(self, input_ids):
-        # the standard setting for summarization and QA: the first token attends to, and is seen by, all
+    def global_inputs(self, input_ids, question_len=None):
+        # the standard setting for summarization and QA: the first token attends to, and is seen by, all; with
+        # question_len (module.global_attention=question) the question's tokens, as Longformer's QA recipe
+        if question_len is not None:
+            return {"global_attention_mask": question_global(input_ids, question_len)}
         return {"global_attention_mask": first_token_global(input_ids)}
 
     def prepare_for_length(self, model, arch, seq_len):

@@ -91,3 +91,31 @@ def test_group_references_keeps_first_seen_order():
 
 def test_label_padding_is_ignored_by_the_loss():
     assert pad([[5, 2], [7]], IGNORE_INDEX).tolist() == [[5, 2], [7, IGNORE_INDEX]]
+
+
+def test_qa_batches_carry_each_questions_length_for_global_attention(tok, tmp_path):
+    import json
+
+    import torch
+
+    from lightning_modules import families
+
+    rows_dir = tmp_path / "qa"
+    rows_dir.mkdir()
+    rows = [{"id": "q1", "pid": "q1_0", "input": "question : what is the city ?\n\nthe city is paris .", "output": "paris"},
+            {"id": "q2", "pid": "q2_0", "input": "question : what is it ?\n\nthe report said", "output": "red"},
+            {"id": "q3", "pid": "q3_0", "input": "no blank line here", "output": "red"}]
+    for split in ("train", "validation", "test"):
+        (rows_dir / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    dm = ScrollsDataModule(name="local", task="qa", source="hub", path=str(rows_dir), max_target_len=4, tokenizer=tok,
+                           seq_len=16, batch_size=3, eval_batch_size=3)
+    dm.setup("fit")
+    batch, ev = dm.collate_train(dm.train_examples), dm.collate_eval(dm.eval_examples)
+    assert batch["question_len"].tolist() == [7, 6, 0] and ev["question_len"].tolist() == [7, 6, 0]
+    mask = families.get("led").global_inputs(batch["input_ids"], batch["question_len"])["global_attention_mask"]
+    assert mask.sum(1).tolist() == [7, 6, 1]  # at least the first token, as LED's default
+    assert tok.decode(batch["input_ids"][0][mask[0].bool()]) == "question : what is the city ?"
+    assert torch.equal(families.get("led").global_inputs(batch["input_ids"])["global_attention_mask"].sum(1), torch.ones(3, dtype=torch.long))
+    (tmp_path / "s").mkdir()
+    summ = _module(tok, tmp_path / "s")
+    assert "question_len" not in summ.collate_train(summ.train_examples)  # a summarization batch has no question

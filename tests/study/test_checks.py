@@ -46,6 +46,18 @@ def test_a_bad_train_value_is_one_line_naming_the_key_it_was_set_as(override, li
     assert str(e.value).startswith(line) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("overrides, line", [
+    (["data=synthetic", "module.global_attention=question"], "module.global_attention=question needs a QA task (data.task=qa), got data.task=summarization"),
+    (["data=synthetic_qa", "model=bigbird_tiny", "module.global_attention=question"], "module.global_attention=question: model family bigbird_pegasus has no global attention"),
+    (["data=synthetic_qa", "module.global_attention=all"], "module.global_attention=all is not one of: first_token, question"),
+])
+def test_global_attention_on_the_question_needs_qa_and_led(overrides, line):
+    with pytest.raises(StudyError) as e:
+        check(composed("train", *overrides))
+    assert str(e.value).startswith(line) and "\n" not in str(e.value)
+    check(composed("train", "data=synthetic_qa", "model=led_tiny", "module.global_attention=question"))
+
+
 def test_bf16_residual_stream_needs_bf16_autocast():
     with pytest.raises(StudyError) as e:
         check(composed("train", "impl=fast_graph", "model.residual_dtype=bfloat16", "trainer.precision=32-true"))
