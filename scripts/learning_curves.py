@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-FIELDS = ["group", "run", "model", "seq_len", "lr", "dropout", "weights", "min_doc_fraction", "batch_size", "seed", "status", "step", "samples", "metric", "value", "train_loss"]
+FIELDS = ["group", "run", "model", "seq_len", "lr", "dropout", "weights", "global_attention", "min_doc_fraction", "batch_size", "seed", "status",
+          "step", "samples", "metric", "value", "train_loss"]
 
 
 def find_runs(paths: list[str]) -> list[Path]:
@@ -48,6 +49,7 @@ def read_run(run: Path) -> list[dict]:
         lr=(cfg.get("module") or {}).get("lr"), weights=record.get("weights"),
         # model.arch sets the architecture of random weights only: a checkpoint brings its own (see weights)
         dropout=((cfg.get("model") or {}).get("arch") or {}).get("dropout") if record.get("weights", "random") == "random" else None,
+        global_attention=(cfg.get("module") or {}).get("global_attention"),
         min_doc_fraction=((cfg.get("data") or {}).get("synthetic") or {}).get("min_doc_fraction"),
         batch_size=batch, seed=record.get("seed") or cfg.get("seed"), status=record.get("status", "unknown"), metric=metric,
     )
@@ -110,7 +112,8 @@ def draw(curves: list[list[dict]], path: str, hlines: dict[str, float] | None = 
             x = [r["samples"] if by_samples else r["step"] for r in rows]
             r0 = rows[0]
             start = f"dropout {r0['dropout']}" if r0["dropout"] is not None else f"from {Path(str(r0['weights']).split()[1]).name}"
-            label = f"{r0['group']}/{r0['run']}: seq_len {r0['seq_len']}, lr {r0['lr']}, {start}, seed {r0['seed']}"
+            glob = ", global: question" if r0.get("global_attention") == "question" else ""
+            label = f"{r0['group']}/{r0['run']}: seq_len {r0['seq_len']}, lr {r0['lr']}, {start}{glob}, seed {r0['seed']}"
             ax.plot(x, [r["value"] for r in rows], marker="o", ms=3, label=label, alpha=0.8)
         for name, level in (hlines or {}).items():
             ax.axhline(level, color="grey", ls=":", lw=0.8)
