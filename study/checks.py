@@ -126,11 +126,13 @@ def _check_residual_dtype(cfg: DictConfig) -> None:
 def _check_global_attention(cfg: DictConfig) -> None:
     """module.global_attention=question needs a QA task (the batches carry the question's length) and a family with
     global attention (LED); elsewhere it would do nothing."""
+    from lightning_modules.seq2seq import GLOBAL_ATTENTION  # its one owner
+
     value = OmegaConf.select(cfg, "module.global_attention")
     if value is None or value == "first_token":
         return
-    if value != "question":
-        raise StudyError(f"module.global_attention={value} is not one of: first_token, question")
+    if value not in GLOBAL_ATTENTION:
+        raise StudyError(f"module.global_attention={value} is not one of: {', '.join(GLOBAL_ATTENTION)}")
     task, family = OmegaConf.select(cfg, "data.task"), OmegaConf.select(cfg, "model.family")
     if task is not None and task != "qa":
         raise StudyError(f"module.global_attention=question needs a QA task (data.task=qa), got data.task={task}: "
