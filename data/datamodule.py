@@ -152,10 +152,10 @@ class ScrollsDataModule(pl.LightningDataModule):
             return self.causal.train(examples)
         batch = self._inputs([e["input_ids"] for e in examples])
         batch["labels"] = pad([e["labels"] for e in examples], IGNORE_INDEX)
-        return self._question_lengths(batch, examples)
+        return self._with_question_lengths(batch, examples)
 
     @staticmethod
-    def _question_lengths(batch: dict, examples: list[dict]) -> dict:
+    def _with_question_lengths(batch: dict, examples: list[dict]) -> dict:
         if examples and "question_len" in examples[0]:
             batch["question_len"] = torch.tensor([e["question_len"] for e in examples], dtype=torch.long)
         return batch
@@ -166,7 +166,7 @@ class ScrollsDataModule(pl.LightningDataModule):
         batch = self._inputs([e["input_ids"] for e in examples])
         batch["ids"] = [e["id"] for e in examples]
         batch["references"] = [e["references"] for e in examples]
-        return self._question_lengths(batch, examples)
+        return self._with_question_lengths(batch, examples)
 
     def train_dataloader(self):
         # resumable mid-epoch (data/resumable.py): Lightning saves and restores its position with the training state

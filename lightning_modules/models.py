@@ -85,7 +85,7 @@ class ModelSpec:
     @property
     def global_attention_on_first_token(self) -> bool:
         """Whether the family sets global attention on the first token (LED); see Family.global_inputs."""
-        return bool(self.fam.global_inputs(torch.zeros(1, 1, dtype=torch.long)))
+        return self.fam.has_global_tokens()
 
     @property
     def needs_full_length_inputs(self) -> bool:

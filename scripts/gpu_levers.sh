@@ -16,13 +16,9 @@ PHASE=${1:-cells}
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
 T0=$(date +%s)
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
-export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor_cache
 DEFAULT_BUDGET=560 STAGE_RESERVE=15 STAGE_KILL_S=10
-source scripts/gpu_stage.sh  # left, stage
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
-  python3 -c "import torch, transformers, triton; print('torch', torch.__version__, 'transformers', transformers.__version__, 'triton', triton.__version__)"
-} > "$OUT/gpu.txt" 2>&1
+source scripts/gpu_stage.sh  # left, stage, bench_env
+bench_env
 B="--out $OUT/bench --steps 4 --warmup 1 --min-time 1.5 --lengths 4096"
 # the batch each lever is compared at: the captured step's largest batch in the 2026-12-02 run (94, 28); the
 # paper's batch for BigBird (its target is there)

@@ -13,13 +13,9 @@ PHASE=${1:-probe}
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
 T0=$(date +%s)
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
-export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor_cache
 DEFAULT_BUDGET=560 STAGE_RESERVE=10 STAGE_KILL_S=10
-source scripts/gpu_stage.sh  # left, stage
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
-  python3 -c "import torch, transformers, triton; print('torch', torch.__version__, 'transformers', transformers.__version__, 'triton', triton.__version__)"
-} > "$OUT/gpu.txt" 2>&1
+source scripts/gpu_stage.sh  # left, stage, bench_env
+bench_env
 case $PHASE in
   probe)
     stage 330 python3 benchmarks/decode_probe.py --compiled "${COMPILED:-flex,bmm}" --out "$OUT/decode_probe.jsonl"

@@ -138,11 +138,9 @@ def _check_global_attention(cfg: DictConfig) -> None:
         raise StudyError(f"module.global_attention=question needs a QA task (data.task=qa), got data.task={task}: "
                          "a summarization input has no question")
     if family is not None:
-        import torch
-
         from lightning_modules import families
 
-        if not families.get(family).global_inputs(torch.zeros(1, 1, dtype=torch.long)):
+        if not families.get(family).has_global_tokens():
             raise StudyError(f"module.global_attention=question: model family {family} has no global attention "
                              "(only LED has global tokens)")
 

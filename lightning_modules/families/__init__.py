@@ -35,6 +35,7 @@ inputs at a length
   global_inputs(input_ids, question_len=None)
                        extra model inputs that set global attention (LED: {"global_attention_mask": first token},
                        or each row's first question_len tokens, the question, with module.global_attention=question)
+  has_global_tokens()  whether global_inputs sets any
   prepare_for_length(model, arch, seq_len) -> str
                        fix the attention for inputs of seq_len tokens; returns the attention type in use (a record
                        field, `encoder_attention`)
@@ -112,6 +113,12 @@ class Family:
 
     def global_inputs(self, input_ids, question_len=None) -> dict:
         return {}
+
+    def has_global_tokens(self) -> bool:
+        """Whether global_inputs sets any (LED): what module.global_attention and the batch-size probe ask."""
+        import torch
+
+        return bool(self.global_inputs(torch.zeros(1, 1, dtype=torch.long)))
 
     def prepare_for_length(self, model, arch: dict, seq_len: int) -> str:
         return "full"

@@ -63,10 +63,10 @@ def _family(model):
 def apply_fast_path(model, compile=False, cuda_graph=False, residual_dtype=None):
     """residual_dtype: None / "float32" (autocast's, the same function as stock) or "bfloat16" (numerics.py)."""
     family = _family(model)
-    if isinstance(residual_dtype, str) or residual_dtype is None:
-        if (residual_dtype or "float32") not in RESIDUAL_DTYPES:
+    if isinstance(residual_dtype, str):  # a config name -> the dtype (None: autocast's own)
+        if residual_dtype not in RESIDUAL_DTYPES:
             raise ValueError(f"residual_dtype={residual_dtype!r} is not one of: {', '.join(RESIDUAL_DTYPES)}")
-        residual_dtype = RESIDUAL_DTYPES[residual_dtype or "float32"]
+        residual_dtype = RESIDUAL_DTYPES[residual_dtype]
     elif residual_dtype not in RESIDUAL_DTYPES.values():
         raise ValueError(f"residual_dtype={residual_dtype!r} is not one of: {', '.join(RESIDUAL_DTYPES)}")
     if cuda_graph and compile not in (False, True, "default", "max-autotune-no-cudagraphs"):
