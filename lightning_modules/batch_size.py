@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # batch 24 passed the probe and ran out of memory in training, 12.8 GiB of the card reserved but unallocated):
 # a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free.
 HEADROOM = 0.10
+EXTRAPOLATIONS = 3  # predictions from the two largest batches that fitted, each confirmed by a probe
 
 
 class PaperBatch(NamedTuple):
@@ -125,7 +126,8 @@ def check_memory_cap(memory_gib) -> float | None:
 def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, global_first: bool, limit: int = 1024,
                         memory_gib: float | None = None) -> int:
     """Largest batch whose full-length training step fits on the current GPU, and within memory_gib when given
-    (a smaller card emulated on a larger one: the paper's 48 GB A6000 on an 80 or 141 GB card): doubling, then bisection."""
+    (a smaller card emulated on a larger one: the paper's 48 GB A6000 on an 80 or 141 GB card): predicted from the
+    memory of two small batches, confirmed by one probe, bisection where the prediction does not fit."""
     if not torch.cuda.is_available():
         raise StudyError("batch_size=auto searches GPU memory and no GPU is visible; give batch_size=<n>")
     device = torch.device("cuda", torch.cuda.current_device())
@@ -136,16 +138,39 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     model.to(device).train()
 
     budget = (card if cap is None else min(cap, card)) * (1 - HEADROOM)
+    peaks: dict[int, float] = {}  # size -> measured peak (GiB) of the sizes that fitted
+
+    probes = {"n": 0}
 
     def fits(size: int) -> bool:
+        probes["n"] += 1
         peak = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first)
-        return peak is not None and peak <= budget
+        if peak is not None and peak <= budget:
+            peaks[size] = peak
+            return True
+        return False
 
-    good, bad = 0, None
-    size = 1
-    while size <= limit and fits(size):
-        good, size = size, size * 2
-    bad = size if size <= limit else None
+    # A step's memory is its weights and optimizer state plus activations linear in the batch, so two small
+    # probes predict the largest batch and a third confirms it; bisection only when the prediction fails. On the
+    # compiled fast path every probed size is a compile (tens of seconds): doubling took ~14 of them.
+    if not fits(1):
+        good, bad = 0, None
+    elif limit < 2 or not fits(2):
+        good, bad = 1, (2 if limit >= 2 else None)
+    else:
+        good, bad = 2, None
+        for _ in range(EXTRAPOLATIONS):
+            (s0, p0), (s1, p1) = sorted(peaks.items())[-2:]
+            slope = (p1 - p0) / (s1 - s0)
+            guess = limit if slope <= 0 else s1 + int((budget - p1) / slope)
+            guess = min(guess, limit, bad - 1 if bad is not None else limit)
+            if guess <= good:
+                break
+            if fits(guess):
+                good = guess
+            else:
+                bad = guess
+                break
     while bad is not None and bad - good > 1:
         mid = (good + bad) // 2
         good, bad = (mid, bad) if fits(mid) else (good, mid)
@@ -154,7 +179,8 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
         raise StudyError(f"batch_size=auto: not even one sample of seq_len={seq_len} fits on this GPU{within}")
     model.to("cpu")
     torch.cuda.empty_cache()
-    log.info("batch_size=auto: %d fits at seq_len=%d%s", good, seq_len, f" within {cap:g} GiB" if cap is not None else "")
+    log.info("batch_size=auto: %d fits at seq_len=%d%s (its step's peak %.1f GiB of the %.1f allowed; %d probes)", good, seq_len,
+             f" within {cap:g} GiB" if cap is not None else "", peaks[good], budget, probes["n"])
     return good
 
 

@@ -7,7 +7,7 @@
 #   bash scripts/gpu_study_h200.sh pretrain # the paper fine-tunes pretrained models: pretrain each real-size model here
 #                                           # on short documents (512 words, seq_len 512), then fine-tune the best at
 #                                           # 1024 and 4096 tokens on the 4096-word documents (model.local_path=<run>)
-#   MODEL=led_base bash scripts/gpu_study_h200.sh grid   # the study, a model per call (MEM=null IMPL=stock: other blocks)
+#   bash scripts/gpu_study_h200.sh grid      # the study's grid, resumed call after call (MEM=null IMPL=stock: other blocks)
 #   TRIALS="led_large:1e-4:0.0 led_large:5e-5:0.0 led_large:3e-5:0.0 bigbird_large:1e-4:0.0 bigbird_large:5e-5:0.0" \
 #     PSTEPS=600 PVAL=200 FT_MODELS="led_large bigbird_large" FT_LENGTHS="1024 4096" FSTEPS=200 \
 #     bash scripts/gpu_study_h200.sh pretrain   # the third call: the large models without dropout
@@ -92,32 +92,42 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     mkdir -p "$S/$PHASE" && mv "$S/sweeps" "$S/$PHASE/" 2>/dev/null
     ;;
   grid)
-    # one model per call (checkpoints do not outlive the machine, so each call pretrains what it fine-tunes):
-    # experiment=pretrain_synthetic, then experiment=finetune_synthetic over LENGTHS x SEEDS, one job at a time
-    # (costs measured), then infer.py on every finished job unless INFER=0. MODEL, TASK (synthetic | synthetic_qa),
-    # IMPL (fast_graph | stock), BATCH (auto | 8), MEM (48 | null: batch_size=auto's cap), FSTEPS; the defaults are
-    # block 1 of docs/gpu-study-h200/README.md (fast path, batch_size=auto under 48 GiB, 100 steps)
-    M=${MODEL:-led_base}
+    # The study through the project's commands, as a queue that later calls resume: for each seed, for each model,
+    # experiment=pretrain_synthetic (skipped once finished) then experiment=finetune_synthetic over LENGTHS (finished
+    # jobs skipped), one job at a time (costs measured), then infer.py on every finished job unless INFER=0 (one
+    # already evaluated is skipped). Models before seeds: a call cut off by its time leaves every model at seed 1.
+    # A warm machine keeps /tmp/study between calls (checkpoints do not outlive it: a fresh one pretrains again).
+    # MODELS, SEEDS, TASK (synthetic | synthetic_qa), IMPL (fast_graph | stock), BATCH (auto | 8), MEM (48 | null:
+    # batch_size=auto's cap), FSTEPS; the defaults are block 1 of docs/gpu-study-h200/README.md (fast path,
+    # batch_size=auto under 48 GiB, 100 steps)
     G=(paths.output_dir=$S impl=${IMPL:-fast_graph} '~callbacks.last_checkpoint')
-    echo "=== [$(( $(date +%s) - T0 ))s] pretrain $M" | tee -a "$OUT/log.txt"
-    timeout -s INT -k 15 ${PT:-240} python3 train.py -m experiment=pretrain_synthetic model=$M data=${TASK:-synthetic} impl=fast_graph \
-        paths.output_dir=$S '~callbacks.last_checkpoint' >> "$OUT/log.txt" 2>&1
-    T=$(( $(left) - ${INFER_S:-60} - 20 ))
-    echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M (limit ${T}s)" | tee -a "$OUT/log.txt"
-    timeout -s INT -k 15 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
-        seq_len=${LENGTHS:-1024,2048,3072,4096} seed=${SEEDS:-1,2} batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
-        trainer.max_steps=${FSTEPS:-100} >> "$OUT/log.txt" 2>&1
+    for seed in ${SEEDS:-1 2}; do
+      for M in ${MODELS:-led_base led_large}; do
+        T=$(( $(left) - ${INFER_S:-0} - 20 )); [ $T -lt 60 ] && break 2
+        [ $T -gt ${PT:-240} ] && PT_M=${PT:-240} || PT_M=$T
+        echo "=== [$(( $(date +%s) - T0 ))s] pretrain $M (limit ${PT_M}s)" | tee -a "$OUT/log.txt"
+        timeout -s INT -k 15 $PT_M python3 train.py -m experiment=pretrain_synthetic model=$M data=${TASK:-synthetic} \
+            impl=fast_graph paths.output_dir=$S '~callbacks.last_checkpoint' >> "$OUT/log.txt" 2>&1
+        T=$(( $(left) - ${INFER_S:-0} - 20 )); [ $T -lt 60 ] && break 2
+        echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M seed $seed (limit ${T}s)" | tee -a "$OUT/log.txt"
+        timeout -s INT -k 15 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
+            seq_len=${LENGTHS:-1024,2048,3072,4096} seed=$seed batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
+            trainer.max_steps=${FSTEPS:-100} >> "$OUT/log.txt" 2>&1
+      done
+    done
     if [ "${INFER:-1}" = 1 ]; then
       T=$(( $(left) - 15 ))
-      [ $T -gt 20 ] && timeout -s INT -k 10 $T python3 infer.py run_dir=$S/sweeps/finetune_synthetic paths.output_dir=$S \
+      echo "=== [$(( $(date +%s) - T0 ))s] infer (limit ${T}s)" | tee -a "$OUT/log.txt"
+      [ $T -gt 30 ] && timeout -s INT -k 10 $T python3 infer.py run_dir=$S/sweeps/finetune_synthetic paths.output_dir=$S \
           >> "$OUT/log.txt" 2>&1
     fi
-    mkdir -p "$S/$PHASE" && mv "$S/sweeps" "$S/$PHASE/" 2>/dev/null
+    PACK=sweeps  # left in place: the next call resumes from it
     ;;
   *) echo "usage: $0 recipe|pretrain|slice|grid"; exit 2 ;;
 esac
 echo "=== [$(( $(date +%s) - T0 ))s] done" | tee -a "$OUT/log.txt"
-python3 scripts/learning_curves.py "$S/$PHASE" --out "$OUT/learning_curves.csv" 2>&1 | tee -a "$OUT/log.txt"
-tar czf "$OUT/$PHASE.tar.gz" -C "$S" --exclude='*.ckpt' --exclude='*/model/*' "$PHASE" 2>/dev/null
+PACK=${PACK:-$PHASE}
+python3 scripts/learning_curves.py "$S/$PACK" --out "$OUT/learning_curves.csv" 2>&1 | tee -a "$OUT/log.txt"
+tar czf "$OUT/$PHASE.tar.gz" -C "$S" --exclude='*.ckpt' --exclude='*/model/*' "$PACK" 2>/dev/null
 nvidia-smi --query-gpu=memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
-grep -h "Error\|error" "$S/$PHASE"/*/stdout.txt | sort | uniq -c | head -20
+grep -h "Error\|error" "$S/$PACK"/*/stdout.txt | sort | uniq -c | head -20

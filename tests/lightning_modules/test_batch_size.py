@@ -137,10 +137,37 @@ def _fake_gpu(monkeypatch, peak_of, card_gib=141.0):
 
 @pytest.mark.parametrize("fits_up_to", [1, 7, 24, 1000])
 def test_auto_finds_the_largest_batch_that_fits(monkeypatch, fits_up_to):
-    """Doubling, then bisection, against a stand-in for 'a full-length training step fits'."""
+    """Against a stand-in for 'a full-length training step fits' whose memory does not grow with the batch (so the
+    prediction from two sizes overshoots to the limit): bisection still finds it."""
     model, tried = _fake_gpu(monkeypatch, lambda size: 1.0 if size <= fits_up_to else None)
     assert bs.find_max_batch_size(model, 1024, 128, "32-true", True, limit=1024) == fits_up_to
     assert len(tried) <= 2 * 11  # logarithmic in the limit
+
+
+@pytest.mark.parametrize("per_sample, expected", [(0.5, 237), (0.37, 321), (2.0, 59)])
+def test_auto_predicts_the_largest_batch_from_two_probes_and_confirms_it(monkeypatch, per_sample, expected):
+    """Memory linear in the batch (weights and optimizer state + activations per sample), as a real step's is: sizes 1
+    and 2 predict the largest batch and one probe confirms it; three probes in all, as each is a compile on the
+    fast path. 141 GiB x 0.9 = 126.9 allowed."""
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + per_sample * size)
+    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == expected
+    assert 8.0 + per_sample * expected <= 126.9 < 8.0 + per_sample * (expected + 1)
+    assert tried == [1, 2, expected]
+
+
+def test_auto_when_the_prediction_runs_out_of_memory_or_memory_grows_faster(monkeypatch):
+    """A prediction that does not fit (out of memory before the budget, or memory growing faster than linearly)
+    falls back to bisection between the last batch that fitted and the prediction: still the largest that fits."""
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size if size <= 150 else None)
+    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == 150
+    assert len(tried) <= 3 + 8
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size + 0.01 * size**2)
+    best = max(n for n in range(1, 1025) if 8.0 + 0.5 * n + 0.01 * n**2 <= 126.9)
+    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == best
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 2.0 * size ** 0.8)  # sublinear: a second prediction
+    best = max(n for n in range(1, 1025) if 8.0 + 2.0 * n ** 0.8 <= 126.9)
+    found = bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True)
+    assert 8.0 + 2.0 * found ** 0.8 <= 126.9 and found >= 0.95 * best and len(tried) <= 3 + bs.EXTRAPOLATIONS
 
 
 @pytest.mark.parametrize("cap, expected", [(None, 60), (141, 60), (48, 19), (47.9, 19), (10.5, 2), (6.7, 1)])
