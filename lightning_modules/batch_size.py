@@ -69,11 +69,18 @@ def paper_batch_size(table: dict, task: str, model_name: str, seq_len: int, devi
     return PaperBatch(per_device, total, note)
 
 
-def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> float | None:
+class StepPeak(NamedTuple):
+    backward: float  # GiB at the peak of forward and backward: weights, gradients, activations (linear in the batch)
+    step: float      # GiB at the peak of the whole step, AdamW's update included (its state and temporaries)
+
+
+def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> StepPeak | None:
     """One forward, backward and AdamW step at full length: the memory a training step really needs.
-    Returns its peak in GiB (weights, gradients, optimizer state and activations), or None when the step ran out
-    of memory. Counted as this model's own weights plus what the step allocated on top of what was already there:
-    memory another job of the same process left behind (a multirun) is not this model's."""
+    Returns its peaks in GiB, or None when the step ran out of memory. Counted as this model's own weights plus what
+    the step allocated on top of what was already there: memory another job of the same process left behind (a
+    multirun) is not this model's. The backward's peak is kept apart because at small batches the update's (all
+    of AdamW's state and temporaries, independent of the batch) is the larger: seen on the H200, 2026-12-02, where
+    batches 1 and 2 peaked alike and the prediction from them overshot."""
     vocab = model.config.vocab_size
     opt = None
     try:
@@ -97,9 +104,11 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
             loss = model(**kwargs).loss
         loss.backward()
+        torch.cuda.synchronize(device)
+        backward = (torch.cuda.max_memory_allocated(device) - before + own) / 2**30
         opt.step()
         torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before + own) / 2**30
+        return StepPeak(backward, (torch.cuda.max_memory_allocated(device) - before + own) / 2**30)
     except torch.OutOfMemoryError:
         return None
     finally:
@@ -138,21 +147,23 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     model.to(device).train()
 
     budget = (card if cap is None else min(cap, card)) * (1 - HEADROOM)
-    peaks: dict[int, float] = {}  # size -> measured peak (GiB) of the sizes that fitted
-
+    peaks: dict[int, StepPeak] = {}  # the sizes that fitted
     probes = {"n": 0}
 
     def fits(size: int) -> bool:
         probes["n"] += 1
         peak = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first)
-        if peak is not None and peak <= budget:
+        log.info("batch_size=auto probe: batch %d %s", size, "out of memory" if peak is None else
+                 f"peaks at {peak.backward:.2f} GiB in the backward, {peak.step:.2f} GiB in the step (budget {budget:.1f})")
+        if peak is not None and peak.step <= budget:
             peaks[size] = peak
             return True
         return False
 
-    # A step's memory is its weights and optimizer state plus activations linear in the batch, so two small
-    # probes predict the largest batch and a third confirms it; bisection only when the prediction fails. On the
-    # compiled fast path every probed size is a compile (tens of seconds): doubling took ~14 of them.
+    # A step's memory at its backward is weights and gradients plus activations linear in the batch, and the
+    # update's adds a fixed amount: so two small probes predict the largest batch and a third confirms it;
+    # bisection only when the prediction fails. On the compiled fast path every probed size is a compile (~16 s
+    # on the H200): doubling and bisection took 13 of them.
     if not fits(1):
         good, bad = 0, None
     elif limit < 2 or not fits(2):
@@ -161,8 +172,8 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
         good, bad = 2, None
         for _ in range(EXTRAPOLATIONS):
             (s0, p0), (s1, p1) = sorted(peaks.items())[-2:]
-            slope = (p1 - p0) / (s1 - s0)
-            guess = limit if slope <= 0 else s1 + int((budget - p1) / slope)
+            slope = (p1.backward - p0.backward) / (s1 - s0)
+            guess = limit if slope <= 0 else s1 + int((budget - p1.backward) / slope)
             guess = min(guess, limit, bad - 1 if bad is not None else limit)
             if guess <= good:
                 break
@@ -180,7 +191,7 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     model.to("cpu")
     torch.cuda.empty_cache()
     log.info("batch_size=auto: %d fits at seq_len=%d%s (its step's peak %.1f GiB of the %.1f allowed; %d probes)", good, seq_len,
-             f" within {cap:g} GiB" if cap is not None else "", peaks[good], budget, probes["n"])
+             f" within {cap:g} GiB" if cap is not None else "", peaks[good].step, budget, probes["n"])
     return good
 
 

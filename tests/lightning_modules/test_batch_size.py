@@ -115,12 +115,14 @@ def test_auto_needs_a_gpu(monkeypatch):
 
 
 def _fake_gpu(monkeypatch, peak_of, card_gib=141.0):
-    """A stand-in GPU: peak_of(size) is the peak memory (GiB) of a full-length step at that batch, None for OOM."""
+    """A stand-in GPU: peak_of(size) is the peak memory (GiB) of a full-length step at that batch (a number: the
+    backward's and the step's alike; or a StepPeak), None for OOM."""
     tried = []
 
     def fake_peak(model, size, *args):
         tried.append(size)
-        return peak_of(size)
+        peak = peak_of(size)
+        return bs.StepPeak(peak, peak) if isinstance(peak, float) else peak
 
     class Props:
         total_memory = card_gib * 2**30
@@ -153,6 +155,14 @@ def test_auto_predicts_the_largest_batch_from_two_probes_and_confirms_it(monkeyp
     assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == expected
     assert 8.0 + per_sample * expected <= 126.9 < 8.0 + per_sample * (expected + 1)
     assert tried == [1, 2, expected]
+
+
+def test_auto_predicts_from_the_backward_when_the_update_peaks_higher_at_small_batches(monkeypatch):
+    """AdamW's update peaks at a fixed 30 GiB (its state and temporaries), above the backward's 8 + 0.5 GiB a sample
+    until batch 45: the step's peak is flat at batches 1 and 2, so the prediction comes from the backward's."""
+    model, tried = _fake_gpu(monkeypatch, lambda size: bs.StepPeak(8.0 + 0.5 * size, max(30.0, 8.0 + 0.5 * size)))
+    assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True) == 237
+    assert tried == [1, 2, 237]
 
 
 def test_auto_when_the_prediction_runs_out_of_memory_or_memory_grows_faster(monkeypatch):
@@ -214,4 +224,4 @@ def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch)
                                                   max_decoder_position_embeddings=16))
     own = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
     peak = bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True)
-    assert peak == pytest.approx(3 + own / 2**30)  # not 103
+    assert peak.step == pytest.approx(3 + own / 2**30) and peak.backward == peak.step  # not 103
