@@ -165,6 +165,17 @@ def test_auto_predicts_from_the_backward_when_the_update_peaks_higher_at_small_b
     assert tried == [1, 2, 237]
 
 
+def test_auto_when_batches_1_and_2_understate_the_memory_per_sample(monkeypatch):
+    """As on the H200 (led_base, fast path, 1024 tokens, 48 GiB): the backward peaked at 1.53 and 1.67 GiB at
+    batches 1 and 2 (0.14 GiB a sample) but grows 0.22 GiB a sample beyond, so the first guess (298) is over the
+    budget; the line through it and batch 2 finds the largest batch that fits in a few more probes, not by bisection."""
+    peak = lambda n: 1.53 if n == 1 else 1.67 + 0.2176 * (n - 2)  # noqa: E731
+    model, tried = _fake_gpu(monkeypatch, lambda n: bs.StepPeak(peak(n), max(3.1, peak(n))))
+    best = max(n for n in range(1, 1025) if max(3.1, peak(n)) <= 43.2)
+    assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True, memory_gib=48) == best
+    assert tried[:3] == [1, 2, 298] and len(tried) <= 5
+
+
 def test_auto_when_the_prediction_runs_out_of_memory_or_memory_grows_faster(monkeypatch):
     """A prediction that does not fit (out of memory before the budget, or memory growing faster than linearly)
     falls back to bisection between the last batch that fitted and the prediction: still the largest that fits."""
