@@ -178,7 +178,9 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
             slope = (peaks[other].backward - peaks[good].backward) / (other - good)
             guess = limit if slope <= 0 else good + int((budget - peaks[good].backward) / slope)
             guess = min(guess, limit, bad - 1 if bad is not None else limit)
-            if guess <= good:
+            if guess <= good:  # the line says good + 1 does not fit: one probe to confirm, no bisection
+                if bad is not None and bad > good + 1:
+                    good, bad = (good + 1, bad) if fits(good + 1) else (good, good + 1)
                 break
             if fits(guess):
                 good = guess
