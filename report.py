@@ -60,7 +60,7 @@ def report(cfg: DictConfig) -> int:
     fronts = frontier.frontiers(confs, costs)
     answers = frontier.answer(confs, limits, budget_costs)
     fitting = {a.dataset: set(a.fits) if a.limits else set() for a in answers}  # for the highlight
-    steps = frontier.steps(confs, costs)
+    steps = frontier.steps(confs, budget_costs)  # on the budget's basis: a projection compares equal fine-tunes
     summary = frontier.comparison_summary(steps)
     fams = frontier.families(confs, costs)
     both = paths.compare(confs, costs)  # stock against the fast path, where a configuration ran on both

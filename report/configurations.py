@@ -24,7 +24,7 @@ GROUP_NAMES = {"corpus": "corpus", "training_budget": "training budget", "implem
                "memory_budget": "memory budget", "hardware": "hardware"}
 CONFIG_KEYS = ["model", "seq_len", "batch_size", "effective_batch_size", "devices", "num_nodes", "pretrained"]
 ACCURACY = ["metric_value", "rgm", "f1", "rouge1", "rouge2", "rougeL"]
-CARRIED = ["family", "parameters", "task", "metric", "strategy", "precision", "attn_impl", "compile", "cuda_graph", "residual_dtype",
+CARRIED = ["family", "parameters", "task", "metric", "strategy", "precision", "attn_impl", "batch_size_source", "compile", "cuda_graph", "residual_dtype",
            "accumulate_grad_batches", "train_set_size", "train_set_size_source", "tracking_mode", "gpu_names", "cpu_model"]
 PROJECTED = ["projected_samples", "projected_energy_kwh", "projected_train_time_s"]
 

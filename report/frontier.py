@@ -351,7 +351,7 @@ def sentence(a: Answer, costs: dict) -> str:
 STEP_COLUMNS = [
     "dataset", "metric", "from", "step", "to", "from_value", "to_value", "gain",
     "d_energy_kwh", "d_train_time_s", "d_inference_samples_per_s", "inference_speed_change_pct", "kwh_per_point", "train_s_per_point",
-    "separable", "cheaper_way_up",
+    "separable", "batch_changes", "cheaper_way_up",
 ]
 
 
@@ -360,7 +360,8 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     longer input, and the next bigger model of the same family (led_base -> led_large) at the same input; across
     families is families()'s comparison, not a step. A step stays within one experiment and implementation
     (attention path, precision, strategy): stock fp32 and the fast path are two studies side by side, not rungs of
-    one ladder. On a table of configurations the means stand for each; on a table of runs, where a configuration was
+    one ladder. The longer input keeps the batch where it was given, not where a rule chose it (batch_size=paper or
+    auto: the paper's batches shrink with the input as memory requires). On a table of configurations the means stand for each; on a table of runs, where a configuration was
     run more than once, its most accurate run does. `separable` is False where the two accuracy spreads overlap."""
     runs = usable(table, statuses)
     runs = _rank(runs.assign(_impl=implementation(runs, ("attn_impl", "precision", "strategy")), _group=group_of(runs)), costs)
@@ -370,7 +371,9 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     for (dataset, _), group in runs.groupby(["_group", "_impl"], sort=True):
         for _, a in group.sort_values(["parameters", "model", "seq_len"]).iterrows():
             same = group[(group["model"] == a["model"])]
-            if "effective_batch_size" in group and not pd.isna(a.get("effective_batch_size")):
+            if "effective_batch_size" in group and not pd.isna(a.get("effective_batch_size")) and _batch_given(a):
+                # a given batch is part of the configuration (Table 2's set-ups); one chosen by a rule (the paper's
+                # Table 5, or auto within a memory budget) is meant to change with the input length
                 same = same[same["effective_batch_size"] == a["effective_batch_size"]]
             longer = same[same["seq_len"] > a["seq_len"]].sort_values("seq_len")
             same_len = group[(group["seq_len"] == a["seq_len"]) & (group["parameters"] > a["parameters"])]
@@ -390,6 +393,7 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
                     "kwh_per_point": d_e / gain if gain > 0 and not pd.isna(d_e) else float("nan"),
                     "train_s_per_point": d_t / gain if gain > 0 and not pd.isna(d_t) else float("nan"),
                     "separable": not spread_overlaps(a, b),
+                    "batch_changes": _differ(a.get("effective_batch_size"), b.get("effective_batch_size")),
                 })
     out = pd.DataFrame(rows, columns=STEP_COLUMNS)
     out["cheaper_way_up"] = out["cheaper_way_up"].astype(object)
@@ -397,6 +401,15 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     for (dataset, start), pair in out.groupby(["dataset", "from"]):
         out.loc[pair.index, "cheaper_way_up"] = _cheaper(pair) if len(pair) > 1 else "only this way was run"
     return out
+
+
+def _differ(a, b) -> bool:
+    return not (pd.isna(a) or pd.isna(b)) and a != b
+
+
+def _batch_given(run) -> bool:
+    """The run's batch was a number on the command line, not the paper's (Table 5) or the largest that fits (auto)."""
+    return run.get("batch_size_source") not in ("paper", "auto")
 
 
 def _cheaper(pair: pd.DataFrame) -> str:

@@ -276,19 +276,26 @@ def _speed_change(r) -> str:
     return f"{sign}{fmt(r['d_inference_samples_per_s'])}{pct}"
 
 
-def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str]) -> None:
+def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str], projected: bool = False) -> None:
     doc.text(
         "From each configuration, the two ways up that the paper compares: the same model at the next longer input, and "
         "the next bigger model of the same family (more parameters) at the same input. The cost of a step is "
         "what the better configuration costs more; per point is that extra cost over the accuracy gained (only for steps "
-        "that gained)."
+        "that gained). " + ("Costs are the projected full fine-tune's (`budget.basis=projected`): every configuration "
+                            "trained on the same number of samples." if projected else "Costs are as measured.")
     )
     doc.bullets(summary)
     if steps.empty:
         doc.text("No such step exists in these runs: it takes two input lengths of one model, or two model sizes at one input length.")
         return
+    if not projected and "batch_changes" in steps and steps["batch_changes"].fillna(False).astype(bool).any():
+        doc.text("**Note:** in some steps the batch changes (chosen by `batch_size=auto` or the paper's table), so the two runs "
+                 "trained on different numbers of samples and their measured totals are not the same work. "
+                 "`project.samples=N budget.basis=projected` compares the same fine-tune.")
+    unit = "kWh, projected" if projected else "kWh"
+    time_unit = "s, projected" if projected else "s"
     doc.table(
-        ["experiment", "from", "step", "to", "gain (points)", "separable", "extra energy (kWh)", "extra training time (s)",
+        ["experiment", "from", "step", "to", "gain (points)", "separable", f"extra energy ({unit})", f"extra training time ({time_unit})",
          "inference speed change (samples/s)", "kWh per point", "training s per point", "cheaper way up from here"],
         [[r["dataset"], f"{r['from']} ({_n(r['from_value'])})", r["step"], f"{r['to']} ({_n(r['to_value'])})",
           ("+" if r["gain"] > 0 else "") + _n(r["gain"]), "yes" if r["separable"] else "no: spreads overlap",
@@ -404,7 +411,14 @@ def hardware_lines(table: pd.DataFrame) -> list[str]:
         if commits:
             parts.append(f"commit {', '.join(commits)}")
         if hw == "unknown hardware":
-            parts.append("their records hold no provenance (made before it was recorded)")
+            early = int((sub["status"] != "ok").sum()) if "status" in sub else 0
+            why = []
+            if early:
+                why.append(f"{early} {'/'.join(sorted(set(sub.loc[sub['status'] != 'ok', 'status'])))} before training "
+                           "began (such a record holds only its status)")
+            if early < len(sub):
+                why.append(f"{len(sub) - early} made before provenance was recorded")
+            parts.append("their records hold no provenance: " + "; ".join(why))
         lines.append("; ".join(parts))
     return lines
 
@@ -528,7 +542,7 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
         doc.text("No frontier: no run has finished with a known accuracy.")
 
     doc.heading("Bigger model or longer input?")
-    steps_section(doc, steps, summary)
+    steps_section(doc, steps, summary, cfg.budget.basis == "projected")
 
     doc.heading("LED or BigBird-Pegasus?")
     families_section(doc, fams)

@@ -144,6 +144,9 @@ def test_failed_and_incomplete_runs_are_listed_with_their_reason_never_dropped(s
     assert "**led_tiny @ 5000** (synthetic_qa): failed: seq_len=5000 is over" in section
     assert "**led_tiny @ 4096** (synthetic_qa): incomplete: status 'running' with no end recorded" in section and str(study.killed) in section
     assert "Not plotted (failed, incomplete): led_tiny @ 4096, led_tiny @ 5000." in study.md
+    # the failed run stopped before its trainer (and so its provenance) existed: said so, not "an old record"
+    assert ("**unknown hardware**: 1 run; their records hold no provenance: 1 failed before training began "
+            "(such a record holds only its status)") in study.md
 
 
 def test_a_directory_that_is_not_a_run_is_skipped_with_a_note(study):
@@ -380,7 +383,14 @@ def test_projection_and_the_projected_budget_basis(study, tmp_path):
     figures = json.loads((tmp_path / "figures" / "figures.json").read_text())
     projected = [f for f in figures if f["figure"] == "projected"]
     assert len(projected) == 1 and projected[0]["panels"][0]["frontier"]
-    assert "## Projection" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "## Projection" in md
+    # bigger model or longer input on the same basis: each step's extra energy is the projected fine-tunes' difference
+    assert "Costs are the projected full fine-tune's (`budget.basis=projected`)" in md
+    steps, by_label = pd.read_csv(tmp_path / "steps.csv"), conf.set_index("label")
+    assert len(steps)
+    for _, s in steps.iterrows():
+        assert s["d_energy_kwh"] == pytest.approx(by_label.loc[s["to"], "projected_energy_kwh"] - by_label.loc[s["from"], "projected_energy_kwh"])
 
 
 # ---- report.py as a Hydra app ----------------------------------------------------------------------------------

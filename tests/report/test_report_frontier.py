@@ -178,6 +178,19 @@ def test_bigger_model_vs_longer_input_by_hand():
     ]
 
 
+@pytest.mark.parametrize("source, steps_up", [("auto", 1), ("paper", 1), ("given", 0)])
+def test_a_longer_input_keeps_a_given_batch_but_not_one_a_rule_chose(source, steps_up):
+    """batch_size=auto within 48 GiB chose 192 at 1024 tokens and 48 at 4096 (led_base on the H200, 2026-12-02):
+    that is the step the study asks about, as the paper's Table 5 batches shrink with the input. Two given batches
+    that differ are two set-ups (Table 2), not a step."""
+    runs = table([("led_base", "led", 160e6, 1024, 27.6, 0.0056, 36, NAN), ("led_base", "led", 160e6, 4096, 100.0, 0.0059, 38, NAN)])
+    runs = runs.assign(batch_size_source=source, effective_batch_size=[192, 48])
+    steps = frontier.steps(runs, COSTS)
+    assert len(steps) == steps_up
+    if steps_up:
+        assert (steps["step"].iloc[0], steps["to"].iloc[0], steps["gain"].iloc[0]) == ("longer input", "led_base @ 4096", pytest.approx(72.4))
+
+
 def test_fmt_never_shows_unknown_as_zero():
     assert frontier.fmt(None) == "—" and frontier.fmt(NAN) == "—" and frontier.fmt(0.0) == "0"
     assert frontier.fmt(0.000123) == "0.000123" and frontier.fmt(1234.5) == "1,234" and frontier.fmt(35.0) == "35"
