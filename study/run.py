@@ -167,6 +167,14 @@ def _record_status(directory: Path, **fields) -> None:
         print(f"error: could not write {directory / record.FILENAME}: {e.strerror or e}", file=sys.stderr)
 
 
+def _state_note(directory: Path) -> str:
+    """Where an interrupted run's training state is, or that it has none to resume from."""
+    last = directory / "checkpoints" / "last.ckpt"
+    if last.exists():
+        return f"its training state is in {last} (ckpt_path=last resumes it)"
+    return "no training state was saved (callbacks.last_checkpoint is off, or the signal came before its first save): rerunning starts it again"
+
+
 def guarded(directory: Path, kind: str, body, write: bool = True) -> int:
     """Run body(directory) -> status | None with its status recorded in directory/metrics.json.
     Returns the exit code: 0 ok, 1 failed, 2 bad input. Any failure stays inside this run.
@@ -187,7 +195,7 @@ def guarded(directory: Path, kind: str, body, write: bool = True) -> int:
         print(f"error: {e} ({directory})", file=sys.stderr)
     except Interrupted as e:
         status, error, code, stop = "interrupted", str(e), e.exit_code, True
-        print(f"interrupted: {e}; the training state is in {directory / 'checkpoints'}", file=sys.stderr)
+        print(f"interrupted: {e}; {_state_note(directory)}", file=sys.stderr)
     except KeyboardInterrupt:
         status, error, code, stop = "interrupted", "SIGINT", 130, True
     except OSError as e:

@@ -58,7 +58,7 @@ def test_interrupt_is_recorded_then_stops_the_command(tmp_path):
     assert e.value.code == 130 and _status(tmp_path)["status"] == "interrupted"
 
 
-def test_a_signal_is_recorded_with_its_step_then_exits_128_plus_its_number(tmp_path):
+def test_a_signal_is_recorded_with_its_step_then_exits_128_plus_its_number(tmp_path, capsys):
     def body(d):
         raise Interrupted(signal.SIGTERM, step=7)
 
@@ -66,6 +66,13 @@ def test_a_signal_is_recorded_with_its_step_then_exits_128_plus_its_number(tmp_p
         guarded(tmp_path, "train", body)
     rec = _status(tmp_path)
     assert e.value.code == 143 and rec["status"] == "interrupted" and rec["error"] == "SIGTERM at step 7"
+    # no training state saved (last_checkpoint off, as in the H200 grid): the line does not point at one
+    assert "no training state was saved" in capsys.readouterr().err
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"state")
+    with pytest.raises(SystemExit):
+        guarded(tmp_path, "train", body)
+    assert f"its training state is in {tmp_path / 'checkpoints' / 'last.ckpt'} (ckpt_path=last resumes it)" in capsys.readouterr().err
 
 
 def test_a_run_that_cannot_go_on_is_failed_with_its_line(tmp_path, capsys):
