@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import study.env  # noqa: F401  (process settings before torch is imported)
 
@@ -17,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_modules.batch_size import resolve_batch_size
+from lightning_modules.batch_size import PROBE_CACHE, resolve_batch_size
 from lightning_modules.models import count_parameters, save_architecture
 from lightning_modules.trainer import build_trainer
 from study import checks, ddp, provenance, record, signals
@@ -37,7 +38,7 @@ def train(cfg: DictConfig, run_dir) -> str:
     batch_size, batch_source, batch_record = resolve_batch_size(
         cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, seq_len, model, cfg.data.max_target_len, cfg.trainer.precision,
         devices=data_parallel_devices(cfg), accumulate=int(cfg.trainer.accumulate_grad_batches), strategy=cfg.strategy.name,
-        memory_gib=cfg.get("batch_size_memory_gib"),
+        memory_gib=cfg.get("batch_size_memory_gib"), probe_cache=Path(cfg.paths.cache_dir) / PROBE_CACHE,
     )
 
     # the data, truncated to seq_len; BigBird always sees full-length inputs

@@ -3,9 +3,14 @@ or the largest that fits one device (`auto`), optionally within a memory cap (`b
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import hashlib
 import itertools
+import json
 import logging
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -18,6 +23,7 @@ log = logging.getLogger(__name__)
 # a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free.
 HEADROOM = 0.10
 EXTRAPOLATIONS = 4  # guesses along a line through two measured batches, each probed
+PROBE_CACHE = "batch_size_auto.json"  # under paths.cache_dir: answers of earlier probes, by what they depend on
 
 
 class PaperBatch(NamedTuple):
@@ -199,19 +205,81 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     return good
 
 
+# ---- the probe's answers, kept: a seed or a rerun of the same configuration need not probe again ----------------
+def probe_key(model, seq_len: int, target_len: int, precision: str, global_first: bool, memory_gib, limit: int = 1024) -> str | None:
+    """Everything the probe's answer depends on (the code, the libraries, the GPU, the architecture and its
+    implementation, the input and the budget), hashed; None where the code is not pinned (no commit, or tracked files
+    changed since it), as an answer measured on other code may not hold."""
+    from study.provenance import git_state
+
+    commit, dirty = git_state()
+    if not commit or dirty:
+        return None
+    device = torch.device("cuda", torch.cuda.current_device())
+    props = torch.cuda.get_device_properties(device)
+    fast = getattr(model, "_fast", None)
+    what = {
+        "commit": commit, "torch": torch.__version__, "gpu": props.name, "gpu_memory": props.total_memory,
+        "config": {k: v for k, v in model.config.to_dict().items() if k != "_name_or_path"},  # not where the weights came from
+        "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
+        "fast": None if fast is None else {k: str(getattr(fast, k, None)) for k in ("compile", "cuda_graph", "residual_dtype", "fused_loss")},
+        "seq_len": seq_len, "target_len": target_len, "precision": precision, "global_first": global_first,
+        "memory_gib": memory_gib, "headroom": HEADROOM, "limit": limit,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):  # none yet, or unreadable (e.g. a crash mid-write elsewhere): probe again
+        return {}
+
+
+def cached_max_batch_size(model, seq_len: int, target_len: int, precision: str, global_first: bool, memory_gib=None,
+                          cache_file: Path | None = None) -> tuple[int, str]:
+    """(find_max_batch_size's answer, how it was had: `probed` or `cached (<file>)`). The answer is kept in
+    cache_file under probe_key; each probed size costs a compile on the fast path (~16 s on the H200), five or so a
+    run, which is more than a 100-step run trains."""
+    key = probe_key(model, seq_len, target_len, precision, global_first, memory_gib) if cache_file is not None else None
+    if key is not None:
+        hit = _read_cache(cache_file).get(key)
+        if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] > 0:
+            log.info("batch_size=auto: %d at seq_len=%d, as probed before with this code, GPU and model (%s)", hit["batch_size"],
+                     seq_len, cache_file)
+            return hit["batch_size"], f"cached ({cache_file})"
+    n = find_max_batch_size(model, seq_len, target_len, precision, global_first, memory_gib=memory_gib)
+    if key is not None:
+        data = _read_cache(cache_file)
+        data[key] = {"batch_size": n, "seq_len": seq_len, "memory_gib": memory_gib}
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        try:  # written whole, then renamed: a reader never sees half a file; a full disk only costs the next probe
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, cache_file)
+        except OSError as e:
+            log.warning("batch_size=auto: could not keep the probe's answer in %s (%s)", cache_file, e)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    return n, "probed"
+
+
 def resolve_batch_size(value, table: dict, task: str, spec, seq_len: int, model=None, target_len: int = 128, precision: str = "32-true",
-                       devices: int = 1, accumulate: int = 1, strategy: str | None = None, memory_gib=None) -> tuple[int, str, dict]:
+                       devices: int = 1, accumulate: int = 1, strategy: str | None = None, memory_gib=None,
+                       probe_cache: Path | None = None) -> tuple[int, str, dict]:
     """(per-device batch size, how it was chosen, what to record beside it).
 
     devices: data-parallel devices over all nodes; accumulate: gradient accumulation steps (batch_size=paper divides
-    the paper's total by their product). memory_gib: batch_size=auto's memory cap."""
+    the paper's total by their product). memory_gib: batch_size=auto's memory cap; probe_cache: where auto keeps
+    its answers (None: always probe)."""
     cap = check_memory_cap(memory_gib)
     if value == "paper":
         paper = paper_batch_size(table, task, spec.name, seq_len, devices, accumulate, strategy)
         return paper.per_device, "paper", {"paper_total_batch_size": paper.total, "paper_batch_note": paper.note}
     if value == "auto":
-        n = find_max_batch_size(model, seq_len, target_len, precision, spec.global_attention_on_first_token, memory_gib=cap)
-        return n, "auto", {"batch_size_memory_gib": cap}
+        n, how = cached_max_batch_size(model, seq_len, target_len, precision, spec.global_attention_on_first_token, cap, probe_cache)
+        return n, "auto", {"batch_size_memory_gib": cap, "batch_size_probe": how}
     try:
         n = int(value)
     except (TypeError, ValueError):

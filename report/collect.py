@@ -32,7 +32,7 @@ RECENT_S = 600  # an incomplete run whose record changed this recently may still
 
 IDENTITY = [
     "model", "family", "parameters", "pretrained", "weights", "dataset", "task", "seq_len",
-    "batch_size", "batch_size_source", "accumulate_grad_batches", "effective_batch_size",
+    "batch_size", "batch_size_source", "batch_size_probe", "accumulate_grad_batches", "effective_batch_size",
     "strategy", "devices", "num_nodes", "precision", "attn_impl", "compile", "cuda_graph", "residual_dtype", "seed",
 ]
 ACCURACY = ["metric", "metric_value", "accuracy_source", "rouge1", "rouge2", "rougeL", "rgm", "f1", "train_best_value", "infer_status"]

@@ -1,8 +1,11 @@
 """batch_size: the paper's Table 5 lookup, the search for the largest batch that fits, and bad values."""
 
+import json
+
 import pytest
 import torch
 from omegaconf import OmegaConf
+from transformers import LEDConfig
 
 import lightning_modules.batch_size as bs
 from study.errors import StudyError
@@ -125,6 +128,7 @@ def _fake_gpu(monkeypatch, peak_of, card_gib=141.0):
         return bs.StepPeak(peak, peak) if isinstance(peak, float) else peak
 
     class Props:
+        name = "Stand-in GPU"
         total_memory = card_gib * 2**30
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -208,7 +212,7 @@ def test_auto_cap_below_one_sample_and_a_cap_that_changes_nothing(monkeypatch, c
     assert bs.find_max_batch_size(model, 1024, 128, "32-true", True, limit=64, memory_gib=96) == 34  # the card's 80 x 0.9
     assert any("changes nothing" in r.message for r in caplog.records)
     n, source, extra = bs.resolve_batch_size("auto", TABLE, "qa", Spec("led_base"), 1024, model=model, memory_gib=48)
-    assert (n, source, extra) == (19, "auto", {"batch_size_memory_gib": 48.0})
+    assert (n, source, extra) == (19, "auto", {"batch_size_memory_gib": 48.0, "batch_size_probe": "probed"})  # no cache given
 
 
 @pytest.mark.parametrize("cap", [0, -48, "big"])
@@ -236,3 +240,52 @@ def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch)
     own = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
     peak = bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True)
     assert peak.step == pytest.approx(3 + own / 2**30) and peak.backward == peak.step  # not 103
+
+
+def test_the_probes_answer_is_kept_and_reused_only_for_the_same_code_gpu_and_configuration(monkeypatch, tmp_path, caplog):
+    """Each probed size costs a compile on the fast path (five or so a run, more than a 100-step run trains): the
+    answer is kept under paths.cache_dir, by the commit, torch, the GPU, the model's config and implementation, the
+    input and the budget; a seed or a rerun of the same configuration reads it back. A dirty tree, another input or
+    budget, or an unreadable file probes again."""
+    from study import provenance
+
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
+    model.config = LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                             decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8])
+    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", False))
+    cache = tmp_path / "cache" / bs.PROBE_CACHE
+    args = ("auto", TABLE, "summarization", Spec("led_base"), 4096, model)
+
+    assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed"
+    assert tried == [1, 2, 237] and cache.exists()
+    tried.clear()
+    n, _, extra = bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)  # the second seed
+    assert (n, extra["batch_size_probe"], tried) == (237, f"cached ({cache})", [])
+    assert bs.resolve_batch_size(*args, memory_gib=48, probe_cache=cache)[0] == 70 and tried == [1, 2, 70]  # another budget
+    tried.clear()
+    model.config.dropout = 0.0  # another configuration (here: its dropout, whose masks take memory)
+    bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)
+    assert tried == [1, 2, 237]
+    tried.clear()
+    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", True))  # tracked files changed: not pinned
+    assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed" and tried
+    tried.clear()
+    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", False))
+    cache.write_text("{not json")  # e.g. another writer's crash
+    assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed" and tried
+    assert json.loads(cache.read_text())  # rewritten whole
+    assert not list(cache.parent.glob("*.tmp"))
+
+
+def test_a_probe_cache_that_cannot_be_written_costs_only_the_next_probe(monkeypatch, tmp_path, caplog):
+    from study import provenance
+
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
+    model.config = LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                             decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8])
+    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", False))
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache's folder would be")
+    n, _, extra = bs.resolve_batch_size("auto", TABLE, "summarization", Spec("led_base"), 4096, model, probe_cache=blocked / bs.PROBE_CACHE)
+    assert (n, extra["batch_size_probe"]) == (237, "probed")
+    assert any("could not keep the probe's answer" in r.message for r in caplog.records)
