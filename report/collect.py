@@ -46,7 +46,7 @@ PROVENANCE = ["hardware", "gpu_names", "gpu_count", "gpu_memory_gib", "driver", 
 ATTRIBUTION = ["tracking_mode", "process_cpu_pct", "machine_cpu_pct", "contended"]
 COLUMNS = [
     "label", "status", "error", *IDENTITY, *ACCURACY, *PROGRESS, *steady.COSTS, "energy_source", "estimated",
-    *EXPERIMENT, *PROVENANCE, *ATTRIBUTION, "sweep", "job", "overrides", "run_dir", *COST_SOURCES,
+    *EXPERIMENT, "over_memory_budget", *PROVENANCE, *ATTRIBUTION, "sweep", "job", "overrides", "run_dir", *COST_SOURCES,
 ]
 UNKNOWN_HARDWARE = "unknown hardware"
 COST_COLUMNS = ["run_dir", "label", "record", "cost", "value", "unit", "source"]
@@ -287,8 +287,9 @@ def load_run(directory: Path, accuracy: str = "infer", energy_cost: str = "energ
     row["estimated"] = ", ".join(n for n in steady.COSTS if row[n] is not None and estimated(n, sources)) or None
     row.update(experiment(cfg))
     row.update(provenance(rec.get("provenance")))
-    row["memory_budget"] = memory_budget(row["batch_size_source"], rec.get("batch_size_memory_gib", _get(cfg, "batch_size_memory_gib")),
-                                         row["gpu_memory_gib"])
+    cap = rec.get("batch_size_memory_gib", _get(cfg, "batch_size_memory_gib"))
+    row["memory_budget"] = memory_budget(row["batch_size_source"], cap, row["gpu_memory_gib"])
+    row["over_memory_budget"] = over_memory_budget(row["batch_size_source"], cap, row.get("peak_memory_allocated_gib"))
     row.update(attribution(rec.get("cpu_attribution")))
 
     row["job"] = directory.name
@@ -342,6 +343,14 @@ def memory_budget(batch_source, cap, card_gib) -> str | None:
     if isinstance(cap, (int, float)) and not isinstance(cap, bool):
         return f"batch_size=auto within {cap:g} GiB"
     return "batch_size=auto, the whole card" + (f" ({card_gib} GiB)" if card_gib else "")
+
+
+def over_memory_budget(batch_source, cap, peak_gib) -> bool | None:
+    """Whether a run sized by batch_size=auto within a cap allocated more than the cap while it trained (its probe's
+    step fitted, the run's did not: seen on the H200, 2026-12-02, 45.9-49.7 GiB under 48); None where unknown."""
+    if batch_source != "auto" or not isinstance(cap, (int, float)) or isinstance(cap, bool) or peak_gib is None:
+        return None
+    return bool(peak_gib > cap)
 
 
 def hardware_key(prov: dict | None) -> str:

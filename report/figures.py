@@ -309,6 +309,20 @@ def _repeats(group: pd.DataFrame) -> str:
     return "; points are means over seeds, bars min to max" if (n > 1).any() else ""
 
 
+def setting(group: pd.DataFrame) -> str:
+    """What the figure's points ran on and how: hardware, implementation, memory budget (each figure says it, as a
+    figure copied out of the report no longer has the report's text around it)."""
+    parts = []
+    for column in ("hardware", "implementation", "memory_budget"):
+        values = sorted({str(v) for v in group.get(column, pd.Series(dtype=object)).dropna()})
+        if values:
+            parts.append(" / ".join(values))
+    hardware = group.get("hardware", pd.Series(dtype=object)).dropna()
+    if hardware.empty:
+        parts.insert(0, "unknown hardware")
+    return "; ".join(parts)
+
+
 def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), formats=("png", "svg"), dpi: int = 150,
          budget: dict | None = None, basis: str = "measured") -> list[dict]:
     """The figures of each experiment (group), from a table of configurations (or of runs)."""
@@ -340,9 +354,11 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
                 info["panels"].append({"axis": key, "unit": unit, **_panel(ax, group, cost, metric, colours, label, slug(key), styles,
                                                                           factor, _limit(limits.get(key), factor, unit))})
             _legend(fig, group, colours, styles)
+            info["setting"] = setting(group)
             fig.suptitle(
                 f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. cost, as in {paper} of the paper\n"
-                f"one colour per model; the number at each point is its input length (tokens){_repeats(group)}",
+                f"one colour per model; the number at each point is its input length (tokens){_repeats(group)}\n"
+                f"{info['setting']}",
                 fontsize=11,
             )
             _save(fig, directory, f"{slug(dataset)}_{name}", formats, dpi, info)
@@ -364,7 +380,8 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
             title = (f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. projected full fine-tune energy"
                      f"{' (' + samples[0] + ')' if len(samples) == 1 else ''}: one-time warm-up + samples x steady J/sample; "
                      f"the line is the Pareto frontier{_repeats(group)}")
-            fig.suptitle(textwrap.fill(title, 95), fontsize=10)
+            info["setting"] = setting(group)
+            fig.suptitle(textwrap.fill(title, 95) + "\n" + info["setting"], fontsize=10)
             _save(fig, directory, f"{slug(dataset)}_projected", formats, dpi, info)
             figures.append(info)
     tmp = directory / f".{MANIFEST}.{os.getpid()}"

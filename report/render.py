@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from report.collect import METRIC_LABEL
-from report.configurations import spread_text
+from report.configurations import assign_groups, spread_text
 from report.figures import NAMES as COST_NAMES
 from report.frontier import FRONTIER_AXES, Answer, Frontier, fmt, usable
 from report.steady import COSTS as ALL_COSTS
@@ -390,6 +390,21 @@ def notes_section(doc: Doc, table: pd.DataFrame, costs: dict, statuses, notes: l
     doc.bullets(items)
 
 
+def _over_budget(table: pd.DataFrame, group: str) -> str | None:
+    """A warning where runs of an experiment under a memory budget allocated more than it while they trained."""
+    if "over_memory_budget" not in table or "group" not in table:
+        return None
+    runs = table[(table["group"] == group) & (table["over_memory_budget"].astype(str).str.lower() == "true")]
+    if runs.empty:
+        return None
+    peaks = runs["peak_memory_allocated_gib"].astype(float)
+    span = fmt(peaks.min()) if peaks.min() == peaks.max() else f"{fmt(peaks.min())}-{fmt(peaks.max())}"
+    return (f"**Over the memory budget:** {len(runs)} of this experiment's runs ({', '.join(runs['label'])}) allocated "
+            f"{span} GiB at the peak of training, more than their budget ({runs['memory_budget'].iloc[0]}): the probe's "
+            "step fitted it, the run needed more than that step measured. On a card of that size these batches may not "
+            "fit (peak_memory_allocated_gib and over_memory_budget in results.csv).")
+
+
 def hardware_lines(table: pd.DataFrame) -> list[str]:
     """What produced the figures: per hardware key, its runs, and the software and commits they recorded."""
     lines = []
@@ -483,12 +498,16 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
              "Rates are steady-state (after warm-up); warm-up (compile, graph capture, the first steps) is its own one-time cost; "
              "the measured total training energy is as measured, warm-up included. Highlighted: the answer, configurations "
              "within the budget, and the energy frontier. Every column: [configurations.csv](configurations.csv).")
+    grouped = assign_groups(usable(table, cfg.statuses), cfg.pool_hardware)  # the runs, named as the configurations are
     for a_group, sub in confs.groupby("group", sort=True) if n_conf else []:
         answer = next((a for a in answers if a.dataset == a_group), None)
         meta = sub.iloc[0]
         doc.heading(str(a_group), 3)
         memory = f"; {meta.get('memory_budget')}" if isinstance(meta.get("memory_budget"), str) else ""
         doc.text(f"{_s(meta.get('corpus'))}; {_s(meta.get('training_budget'))}; {_s(meta.get('implementation'))}{memory}; {_s(meta.get('hardware'))}.")
+        over = _over_budget(grouped, a_group)
+        if over:
+            doc.text(over)
         headers, rows, marks = configuration_table(sub, costs, _marks(sub, fronts, answer, answer.limits if answer else {}, (fitting or {}).get(a_group, set())))
         doc.table(headers, rows, marks)
 

@@ -223,6 +223,11 @@ def test_every_figure_is_a_real_image_with_one_point_per_measured_run(study):
         assert {p["axis"]: p["n_points"] for p in fig["panels"]} == panels
         assert set(fig["files"]) == {"png", "svg"} and Path(fig["files"]["png"]).parent == study.dir / "figures"
         _check_figure(fig, study.table)
+        # each figure names what its points ran on: a figure copied out of the report keeps its hardware
+        ok = study.table[(study.table["dataset"] == key[0]) & (study.table["status"] == "ok")]
+        assert fig["setting"].startswith(ok["hardware"].iloc[0]) and "hf, 32-true, cpu" in fig["setting"], fig["setting"]
+        svg = Path(fig["files"]["svg"]).read_text()
+        assert ok["hardware"].iloc[0] in svg
     gpu = [p for p in drawn[("synthetic", "hardware")]["panels"] if p["axis"] == "gpu_utilization"][0]
     assert gpu["reason"] == "not applicable: no GPU in use"
     assert study.md.count("![") == 4

@@ -87,3 +87,20 @@ def test_figure_names_of_long_experiment_names_are_short_and_distinct():
     a = "synthetic [synthetic (doc_tokens=4096, n_train=256); 200 steps, early stopping patience 3; " + "hf, 32-true" * 10 + "]"
     b = a.replace("n_train=256", "n_train=257")
     assert len(slug(a)) == SLUG_MAX and slug(a) != slug(b) and slug(a) == slug(a)
+
+
+def test_a_run_over_its_memory_budget_is_flagged_with_its_peak():
+    """On the H200 (2026-12-02) batch_size=auto within 48 GiB chose batches whose probe step peaked at 43 GiB, and
+    one run then allocated 49.7 GiB in training: the report says so beside the experiment, never silently."""
+    from report.collect import over_memory_budget
+    from report.render import _over_budget
+
+    assert over_memory_budget("auto", 48.0, 49.7) is True and over_memory_budget("auto", 48.0, 45.9) is False
+    assert over_memory_budget("auto", None, 99.0) is None  # the whole card: nothing to exceed
+    assert over_memory_budget("given", 48.0, 99.0) is None and over_memory_budget("auto", 48.0, None) is None
+    t = pd.DataFrame({"group": ["g", "g", "h"], "label": ["a @ 1024 (#1)", "a @ 1024 (#2)", "b"],
+                      "over_memory_budget": [False, True, True], "peak_memory_allocated_gib": [47.9, 49.7, 60.0],
+                      "memory_budget": ["batch_size=auto within 48 GiB"] * 3})
+    line = _over_budget(t, "g")
+    assert line.startswith("**Over the memory budget:** 1 of this experiment's runs (a @ 1024 (#2)) allocated 49.7 GiB")
+    assert "(batch_size=auto within 48 GiB)" in line and _over_budget(t.iloc[:1], "g") is None
