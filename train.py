@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_modules.batch_size import PROBE_CACHE, resolve_batch_size
+from lightning_modules.batch_size import PROBE_CACHE, hold_to_memory_cap, resolve_batch_size
 from lightning_modules.models import count_parameters, save_architecture
 from lightning_modules.trainer import build_trainer
 from study import checks, ddp, provenance, record, signals
@@ -40,6 +40,8 @@ def train(cfg: DictConfig, run_dir) -> str:
         devices=data_parallel_devices(cfg), accumulate=int(cfg.trainer.accumulate_grad_batches), strategy=cfg.strategy.name,
         memory_gib=cfg.get("batch_size_memory_gib"), probe_cache=Path(cfg.paths.cache_dir) / PROBE_CACHE,
     )
+    # a batch sized to the paper's 48 GB card trains as on one: the process may not allocate past the cap
+    hold_to_memory_cap(cfg.get("batch_size_memory_gib") if batch_source == "auto" else None)
 
     # the data, truncated to seq_len; BigBird always sees full-length inputs
     data = build(

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 # batch 24 passed the probe and ran out of memory in training, 12.8 GiB of the card reserved but unallocated):
 # a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free.
 HEADROOM = 0.10
+# A captured training step (model.cuda_graph: the step graph, its eager warm-up before capture) allocates more than
+# the probe's one eager step: on the H200 (2026-12-02, led_base on the fast path under 48 GiB, three runs) the runs
+# peaked 7-16% above their probes (45.9-49.7 GiB against 42.8-43.0), one past the cap. Such a probe allows this less.
+STEP_GRAPH_EXTRA = 0.16
 EXTRAPOLATIONS = 4  # guesses along a line through two measured batches, each probed
 PROBE_CACHE = "batch_size_auto.json"  # under paths.cache_dir: answers of earlier probes, by what they depend on
 
@@ -153,6 +157,8 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     model.to(device).train()
 
     budget = (card if cap is None else min(cap, card)) * (1 - HEADROOM)
+    if getattr(getattr(model, "_fast", None), "cuda_graph", False):
+        budget /= 1 + STEP_GRAPH_EXTRA
     peaks: dict[int, StepPeak] = {}  # every probed size that did not run out of memory
     probes = {"n": 0}
 
@@ -205,6 +211,22 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     return good
 
 
+def hold_to_memory_cap(memory_gib) -> float | None:
+    """Hold this process to memory_gib on its GPU, as a card of that size would (torch.cuda.set_per_process_memory_fraction:
+    the caching allocator frees its cache and then raises out-of-memory past it; the CUDA context is outside it), or
+    release it to the whole card with None (a multirun's earlier job may have held it). Returns the fraction held."""
+    if not torch.cuda.is_available():
+        return None
+    device = torch.cuda.current_device()
+    cap = check_memory_cap(memory_gib)
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = 1.0 if cap is None else min(1.0, cap * 2**30 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    if cap is not None:
+        log.info("memory: held to %g GiB of this GPU's %.1f (batch_size_memory_gib)", cap, total / 2**30)
+    return fraction
+
+
 # ---- the probe's answers, kept: a seed or a rerun of the same configuration need not probe again ----------------
 def probe_key(model, seq_len: int, target_len: int, precision: str, global_first: bool, memory_gib, limit: int = 1024) -> str | None:
     """Everything the probe's answer depends on (the code, the libraries, the GPU, the architecture and its
@@ -224,7 +246,7 @@ def probe_key(model, seq_len: int, target_len: int, precision: str, global_first
         "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
         "fast": None if fast is None else {k: str(getattr(fast, k, None)) for k in ("compile", "cuda_graph", "residual_dtype", "fused_loss")},
         "seq_len": seq_len, "target_len": target_len, "precision": precision, "global_first": global_first,
-        "memory_gib": memory_gib, "headroom": HEADROOM, "limit": limit,
+        "memory_gib": memory_gib, "headroom": HEADROOM, "step_graph_extra": STEP_GRAPH_EXTRA, "limit": limit,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -289,3 +289,34 @@ def test_a_probe_cache_that_cannot_be_written_costs_only_the_next_probe(monkeypa
     n, _, extra = bs.resolve_batch_size("auto", TABLE, "summarization", Spec("led_base"), 4096, model, probe_cache=blocked / bs.PROBE_CACHE)
     assert (n, extra["batch_size_probe"]) == (237, "probed")
     assert any("could not keep the probe's answer" in r.message for r in caplog.records)
+
+
+def test_a_captured_training_step_is_allowed_less_than_the_probes_eager_step(monkeypatch):
+    """On the H200 the runs with the step graph peaked up to 16% above their probe (49.7 GiB against 43.0 under a
+    48 GiB cap): a step-graph model's probe gets 126.9 / 1.16 = 109.4 GiB of the 141 GiB card's 126.9."""
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
+    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == 237
+    model._fast = type("Fast", (), {"cuda_graph": True})()
+    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == int((126.9 / (1 + bs.STEP_GRAPH_EXTRA) - 8.0) / 0.5)
+
+
+def test_a_run_is_held_to_its_memory_cap_and_released_without_one(monkeypatch):
+    """batch_size_memory_gib emulates a smaller card for the run too, not only for the probe: the process may not
+    allocate past it (a run over it fails out of memory, as on that card); the next job of a multirun without a cap
+    gets the whole card back."""
+    held = []
+
+    class Props:
+        total_memory = 141 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: Props())
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: held.append((round(f, 4), d)))
+    assert bs.hold_to_memory_cap(48) == pytest.approx(48 / 141)
+    assert bs.hold_to_memory_cap(None) == 1.0 and bs.hold_to_memory_cap(500) == 1.0  # a cap above the card: the card
+    assert held == [(round(48 / 141, 4), 0), (1.0, 0), (1.0, 0)]
+    with pytest.raises(StudyError, match="batch_size_memory_gib=-1 must be a positive number"):
+        bs.hold_to_memory_cap(-1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bs.hold_to_memory_cap(48) is None and len(held) == 3  # the CPU: nothing to hold
