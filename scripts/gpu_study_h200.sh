@@ -103,14 +103,14 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     G=(paths.output_dir=$S impl=${IMPL:-fast_graph} '~callbacks.last_checkpoint')
     for seed in ${SEEDS:-1 2}; do
       for M in ${MODELS:-led_base led_large}; do
-        T=$(( $(left) - ${INFER_S:-0} - 20 )); [ $T -lt 60 ] && break 2
+        T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break 2
         [ $T -gt ${PT:-240} ] && PT_M=${PT:-240} || PT_M=$T
         echo "=== [$(( $(date +%s) - T0 ))s] pretrain $M (limit ${PT_M}s)" | tee -a "$OUT/log.txt"
-        timeout -s INT -k 15 $PT_M python3 train.py -m experiment=pretrain_synthetic model=$M data=${TASK:-synthetic} \
+        timeout -s INT -k 40 $PT_M python3 train.py -m experiment=pretrain_synthetic model=$M data=${TASK:-synthetic} \
             impl=fast_graph paths.output_dir=$S '~callbacks.last_checkpoint' >> "$OUT/log.txt" 2>&1
-        T=$(( $(left) - ${INFER_S:-0} - 20 )); [ $T -lt 60 ] && break 2
+        T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break 2  # 40 s for a signalled job to end (call 6: >15)
         echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M seed $seed (limit ${T}s)" | tee -a "$OUT/log.txt"
-        timeout -s INT -k 15 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
+        timeout -s INT -k 40 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
             seq_len=${LENGTHS:-1024,2048,3072,4096} seed=$seed batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
             trainer.max_steps=${FSTEPS:-100} >> "$OUT/log.txt" 2>&1
       done
