@@ -14,7 +14,7 @@
 set -uo pipefail
 PHASE=${1:-recipe}
 OUT=${OUT:-/tmp/gpu_out}
-S=/tmp/study
+S=${STUDY_DIR:-/tmp/study}  # the runs; a warm machine keeps them between calls
 mkdir -p "$OUT" "$S"
 T0=$(date +%s)
 source scripts/gpu_env.sh > "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
@@ -130,4 +130,5 @@ PACK=${PACK:-$PHASE}
 python3 scripts/learning_curves.py "$S/$PACK" --out "$OUT/learning_curves.csv" 2>&1 | tee -a "$OUT/log.txt"
 tar czf "$OUT/$PHASE.tar.gz" -C "$S" --exclude='*.ckpt' --exclude='*/model/*' "$PACK" 2>/dev/null
 nvidia-smi --query-gpu=memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
-grep -h "Error\|error" "$S/$PACK"/*/stdout.txt | sort | uniq -c | head -20
+grep -h "Error\|error" "$S/$PACK"/*/stdout.txt 2>/dev/null | sort | uniq -c | head -20
+exit 0  # what ran is in $OUT/log.txt; each job's own outcome is in its record

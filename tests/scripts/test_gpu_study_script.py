@@ -1,0 +1,63 @@
+"""scripts/gpu_study_h200.sh grid, the H200 study's queue, with python3 stubbed: the order it runs the cells in, that
+a later call resumes rather than moves what an earlier one left, and that a call short of time stops starting jobs."""
+
+import os
+import stat
+import subprocess
+
+from conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "gpu_study_h200.sh"
+
+
+def run_grid(tmp_path, **env):
+    stub = tmp_path / "bin"
+    stub.mkdir(exist_ok=True)
+    calls = tmp_path / "calls.txt"
+    # every python3 call logs its arguments; train.py leaves a run directory as a real one would
+    (stub / "python3").write_text(f"""#!/usr/bin/env bash
+echo "$*" >> {calls}
+for a in "$@"; do case $a in paths.output_dir=*) out=${{a#paths.output_dir=}};; esac; done
+if [ "$1" = train.py ] && [ -n "${{out:-}}" ]; then mkdir -p "$out/sweeps/finetune_synthetic/job"; fi
+exit 0
+""")
+    (stub / "python3").chmod((stub / "python3").stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "out"
+    full = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", "OUT": str(out), "STUDY_DIR": str(tmp_path / "study"), **env}
+    proc = subprocess.run(["bash", str(SCRIPT), "grid"], cwd=ROOT, env=full, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return [line for line in lines if line.startswith(("train.py", "infer.py"))], out
+
+
+def steps(lines):
+    out = []
+    for line in lines:
+        words = dict(w.split("=", 1) for w in line.split() if "=" in w)
+        if line.startswith("infer.py"):
+            out.append("infer")
+        elif words.get("experiment") == "pretrain_synthetic":
+            out.append(f"pretrain {words['model']}")
+        else:
+            out.append(f"fine-tune {words['model']} seed {words['seed']}")
+    return out
+
+
+def test_models_before_seeds_then_infer_and_the_runs_left_in_place(tmp_path):
+    lines, out = run_grid(tmp_path, SEEDS="1 2", MODELS="led_base led_large", BUDGET="900")
+    assert steps(lines) == [
+        "pretrain led_base", "fine-tune led_base seed 1", "pretrain led_large", "fine-tune led_large seed 1",
+        "pretrain led_base", "fine-tune led_base seed 2", "pretrain led_large", "fine-tune led_large seed 2", "infer"]
+    fine = [line for line in lines if "finetune_synthetic" in line and line.startswith("train.py")]
+    assert all("batch_size=auto" in f and "batch_size_memory_gib=48" in f and "trainer.max_steps=100" in f
+               and "seq_len=1024,2048,3072,4096" in f for f in fine)  # block 1 by default
+    assert (tmp_path / "study" / "sweeps" / "finetune_synthetic" / "job").is_dir()  # not moved: the next call resumes it
+    assert (out / "grid.tar.gz").exists() and (out / "log.txt").exists()
+
+
+def test_a_call_short_of_time_starts_no_job_it_cannot_finish(tmp_path):
+    lines, out = run_grid(tmp_path, SEEDS="1 2", MODELS="led_base", BUDGET="100")
+    # under a minute for a job after the margins: no training started (none cut off), and infer.py still evaluates
+    # what earlier calls left
+    assert steps(lines) == ["infer"]
+    assert "pretrain" not in (out / "log.txt").read_text()
