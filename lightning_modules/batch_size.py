@@ -1,5 +1,6 @@
 """Training batch size: a number, the paper's (`paper`: Table 5's total over the strategy's devices x accumulation),
-or the largest that fits one device (`auto`), optionally within a memory cap (`batch_size_memory_gib`)."""
+or the largest that fits one device (`auto`), optionally within a memory cap (`batch_size_memory_gib`) that the run
+is then held to; auto's answers are kept for the next run of the same configuration (PROBE_CACHE)."""
 
 from __future__ import annotations
 
@@ -145,8 +146,8 @@ def check_memory_cap(memory_gib) -> float | None:
 def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, global_first: bool, limit: int = 1024,
                         memory_gib: float | None = None) -> int:
     """Largest batch whose full-length training step fits on the current GPU, and within memory_gib when given
-    (a smaller card emulated on a larger one: the paper's 48 GB A6000 on an 80 or 141 GB card): predicted from the
-    memory of two small batches, confirmed by one probe, bisection where the prediction does not fit."""
+    (a smaller card emulated on a larger one: the paper's 48 GB A6000 on an 80 or 141 GB card): batches 1 and 2,
+    then guesses along a line through two measured batches, each probed; bisection after an out-of-memory guess."""
     if not torch.cuda.is_available():
         raise StudyError("batch_size=auto searches GPU memory and no GPU is visible; give batch_size=<n>")
     device = torch.device("cuda", torch.cuda.current_device())

@@ -361,8 +361,9 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     families is families()'s comparison, not a step. A step stays within one experiment and implementation
     (attention path, precision, strategy): stock fp32 and the fast path are two studies side by side, not rungs of
     one ladder. The longer input keeps the batch where it was given, not where a rule chose it (batch_size=paper or
-    auto: the paper's batches shrink with the input as memory requires). On a table of configurations the means stand for each; on a table of runs, where a configuration was
-    run more than once, its most accurate run does. `separable` is False where the two accuracy spreads overlap."""
+    auto: the paper's batches shrink with the input as memory requires; `batch_changes` says so). On a table of
+    configurations the means stand for each; on a table of runs, where a configuration was run more than once, its
+    most accurate run does. `separable` is False where the two accuracy spreads overlap."""
     runs = usable(table, statuses)
     runs = _rank(runs.assign(_impl=implementation(runs, ("attn_impl", "precision", "strategy")), _group=group_of(runs)), costs)
     runs = runs.drop_duplicates(["_group", "_impl", "model", "seq_len", *[c for c in ("effective_batch_size",) if c in runs]])
