@@ -41,7 +41,7 @@ def train(cfg: DictConfig, run_dir) -> str:
         memory_gib=cfg.get("batch_size_memory_gib"), probe_cache=Path(cfg.paths.cache_dir) / PROBE_CACHE,
     )
     # a batch sized to the paper's 48 GB card trains as on one: the process may not allocate past the cap
-    hold_to_memory_cap(cfg.get("batch_size_memory_gib") if batch_source == "auto" else None)
+    held = hold_to_memory_cap(cfg.get("batch_size_memory_gib") if batch_source == "auto" else None)
 
     # the data, truncated to seq_len; BigBird always sees full-length inputs
     data = build(
@@ -58,7 +58,7 @@ def train(cfg: DictConfig, run_dir) -> str:
         model=spec.name, family=spec.family, parameters=count_parameters(model), pretrained=spec.pretrained, weights=spec.weights,
         attn_impl=spec.attn_impl, data=cfg.data.name, task=data.task, metric=module.metric,
         seq_len=seq_len, encoder_attention=encoder_attention, batch_size=batch_size, batch_size_source=batch_source,
-        strategy=cfg.strategy.name, seed=cfg.seed, **batch_record,
+        strategy=cfg.strategy.name, seed=cfg.seed, memory_held=None if held is None else held < 1.0, **batch_record,
     )
     trainer = build_trainer(cfg, run_dir, extra_callbacks=[RecordOutcome(run_dir, identity)])
     if is_rank_zero():
