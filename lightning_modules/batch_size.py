@@ -156,6 +156,7 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     if cap is not None and cap >= card:
         log.warning("batch_size_memory_gib=%g is not below this GPU's %.1f GiB: the cap changes nothing", cap, card)
     model.to(device).train()
+    hold_to_memory_cap(None)  # the probe measures on the whole card: a multirun's earlier job may have held it
 
     budget = (card if cap is None else min(cap, card)) * (1 - HEADROOM)
     if getattr(getattr(model, "_fast", None), "cuda_graph", False):

@@ -120,9 +120,10 @@ def test_auto_needs_a_gpu(monkeypatch):
 def _fake_gpu(monkeypatch, peak_of, card_gib=141.0):
     """A stand-in GPU: peak_of(size) is the peak memory (GiB) of a full-length step at that batch (a number: the
     backward's and the step's alike; or a StepPeak), None for OOM."""
-    tried = []
+    tried, held = [], []
 
     def fake_peak(model, size, *args):
+        assert held and held[-1] == 1.0, "the probe measures on the whole card"
         tried.append(size)
         peak = peak_of(size)
         return bs.StepPeak(peak, peak) if isinstance(peak, float) else peak
@@ -135,6 +136,7 @@ def _fake_gpu(monkeypatch, peak_of, card_gib=141.0):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: Props())
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: held.append(f))
     monkeypatch.setattr(bs, "_step_peak_gib", fake_peak)
     model = torch.nn.Linear(2, 2)
     monkeypatch.setattr(model, "to", lambda *a, **k: model)
