@@ -164,6 +164,10 @@ class ModelSpec:
                              "directory (experiment=finetune_synthetic reads the run experiment=pretrain_synthetic writes: run that first)")
         tokenizer = self.load_tokenizer()
         if self.source_run is not None:
+            status = _run_status(self.source_run)
+            if status not in (None, "ok"):  # e.g. a pretraining cut off by a time limit, or one that diverged
+                raise StudyError(f"model.local_path={self.local_path} holds a train run that is {status}, not finished: its best "
+                                 "checkpoint is from a training that did not end; finish it (rerun its command) or name a finished run")
             model = _model_from_run(self, self.source_run, "best")
         elif self.pretrained:
             _, model_cls = _classes(self.family)
@@ -232,6 +236,16 @@ def load_trained(spec: ModelSpec, run_dir, checkpoint: str):
         model = apply_fast_path(model, compile=spec.compile, cuda_graph=spec.cuda_graph,
                                 residual_dtype=spec.residual_dtype)
     return model, tokenizer
+
+
+def _run_status(run_dir) -> str | None:
+    """A train run's recorded status, None where it has no readable record (a directory made some other way)."""
+    from study import record
+
+    try:
+        return record.read(run_dir).get("status")
+    except (OSError, record.RecordError):
+        return None
 
 
 def _model_from_run(spec: ModelSpec, run_dir, checkpoint: str):

@@ -97,6 +97,7 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     # jobs skipped), one job at a time (costs measured), then infer.py on every finished job unless INFER=0 (one
     # already evaluated is skipped). Models before seeds: a call cut off by its time leaves every model at seed 1.
     # A warm machine keeps /tmp/study between calls (checkpoints do not outlive it: a fresh one pretrains again).
+    # A pretraining cut off by its limit (PT) is unfinished: its fine-tunes are refused in one line, not run from it.
     # MODELS, SEEDS, TASK (synthetic | synthetic_qa), IMPL (fast_graph | stock), BATCH (auto | 8), MEM (48 | null:
     # batch_size=auto's cap), FSTEPS; the defaults are block 1 of docs/gpu-study-h200/README.md (fast path,
     # batch_size=auto under 48 GiB, 100 steps)

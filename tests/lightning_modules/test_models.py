@@ -163,3 +163,17 @@ def test_a_run_directory_of_another_model_or_without_its_checkpoint_is_refused(t
         spec("led_tiny", pretrained=True, local_path=str(run)).load()
     # without pretrained=true the directory is not read: random weights, as the key says
     assert spec("led_tiny", pretrained=False, local_path=str(run)).source_run is None
+
+
+@pytest.mark.parametrize("status", ["interrupted", "failed", "running"])
+def test_a_run_that_did_not_finish_is_refused_as_a_starting_point(tmp_path, status):
+    """A pretraining cut off by a device call's time limit (or one that diverged) has a best checkpoint too: a
+    fine-tune from it would read as one from the finished recipe. Refused in one line; a finished run is taken."""
+    from study import record
+
+    run, _ = _a_trained_run(tmp_path, "led_tiny")
+    record.update(run, kind="train", status=status)
+    with pytest.raises(StudyError, match=f"holds a train run that is {status}, not finished"):
+        spec("led_tiny", pretrained=True, local_path=str(run)).load()
+    record.update(run, status="ok")
+    spec("led_tiny", pretrained=True, local_path=str(run)).load()
