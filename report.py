@@ -47,7 +47,8 @@ def report(cfg: DictConfig) -> int:
     # 3. repeats -> configurations (mean, spread), within experiments (dataset and corpus, budget, implementation, hardware)
     confs = configurations.aggregate(runs.table, cfg.statuses, cfg.pool_hardware)
     confs.to_csv(out / "configurations.csv", index=False)
-    separate = configurations.separating(configurations.assign_groups(frontier.usable(runs.table, cfg.statuses), cfg.pool_hardware))
+    grouped = configurations.assign_groups(frontier.usable(runs.table, cfg.statuses), cfg.pool_hardware)  # usable runs, named by experiment
+    separate = configurations.separating(grouped)
 
     # 4. the paper's figures, per experiment
     limits = {k: v for k, v in dict(cfg.budget).items() if k != "basis"}
@@ -70,7 +71,7 @@ def report(cfg: DictConfig) -> int:
 
     # 6. report.md and report.html
     doc = render.build(runs, confs, drawn, fronts, answers, steps, summary, fams, cfg, out, ARGV, time.strftime("%Y-%m-%d %H:%M"),
-                       separate, fitting, (both, paths.summary(both, confs, costs)))
+                       separate, fitting, (both, paths.summary(both, confs, costs)), grouped)
     md, page = render.write(doc, out)
 
     for a in answers:

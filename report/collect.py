@@ -340,7 +340,7 @@ def memory_budget(batch_source, cap, card_gib) -> str | None:
     hardware budget, so runs under different ones are different experiments. None where the batch was given."""
     if batch_source != "auto":
         return None
-    if isinstance(cap, (int, float)) and not isinstance(cap, bool):
+    if _is_gib(cap):
         return f"batch_size=auto within {cap:g} GiB"
     return "batch_size=auto, the whole card" + (f" ({card_gib} GiB)" if card_gib else "")
 
@@ -348,9 +348,14 @@ def memory_budget(batch_source, cap, card_gib) -> str | None:
 def over_memory_budget(batch_source, cap, peak_gib) -> bool | None:
     """Whether a run sized by batch_size=auto within a cap allocated more than the cap while it trained (its probe's
     step fitted, the run's did not: seen on the H200, 2026-12-02, 45.9-49.7 GiB under 48); None where unknown."""
-    if batch_source != "auto" or not isinstance(cap, (int, float)) or isinstance(cap, bool) or peak_gib is None:
+    if batch_source != "auto" or not _is_gib(cap) or peak_gib is None:
         return None
     return bool(peak_gib > cap)
+
+
+def _is_gib(cap) -> bool:
+    """batch_size_memory_gib as recorded: a number of GiB (null, or an old record's odd value, is no cap)."""
+    return isinstance(cap, (int, float)) and not isinstance(cap, bool)
 
 
 def hardware_key(prov: dict | None) -> str:

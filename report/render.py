@@ -456,7 +456,7 @@ def _marks(group_confs: pd.DataFrame, fronts: list[Frontier], answer: Answer | N
 
 def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Frontier], answers: list[Answer], steps: pd.DataFrame,
           summary: list[str], fams: pd.DataFrame, cfg, out: Path, argv: list[str], when: str, separate: list[str] = (),
-          fitting: dict | None = None, both: tuple | None = None) -> Doc:
+          fitting: dict | None = None, both: tuple | None = None, grouped: pd.DataFrame | None = None) -> Doc:
     table, costs = collection.table, dict(cfg.costs)
     doc = Doc()
     doc.heading("Accuracy vs. efficiency of long-context models: report", 1)
@@ -498,7 +498,8 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
              "Rates are steady-state (after warm-up); warm-up (compile, graph capture, the first steps) is its own one-time cost; "
              "the measured total training energy is as measured, warm-up included. Highlighted: the answer, configurations "
              "within the budget, and the energy frontier. Every column: [configurations.csv](configurations.csv).")
-    grouped = assign_groups(usable(table, cfg.statuses), cfg.pool_hardware)  # the runs, named as the configurations are
+    if grouped is None:  # the usable runs, named by the experiment they belong to (report.py passes its own)
+        grouped = assign_groups(usable(table, cfg.statuses), cfg.pool_hardware)
     for a_group, sub in confs.groupby("group", sort=True) if n_conf else []:
         answer = next((a for a in answers if a.dataset == a_group), None)
         meta = sub.iloc[0]

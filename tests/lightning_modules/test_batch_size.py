@@ -244,6 +244,17 @@ def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch)
     assert peak.step == pytest.approx(3 + own / 2**30) and peak.backward == peak.step  # not 103
 
 
+def _cacheable(monkeypatch):
+    """A stand-in GPU and model whose probe answer can be kept: a config to key it by, and a clean tree at a commit."""
+    from study import provenance
+
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
+    model.config = LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                             decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8])
+    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", False))
+    return model, tried
+
+
 def test_the_probes_answer_is_kept_and_reused_only_for_the_same_code_gpu_and_configuration(monkeypatch, tmp_path, caplog):
     """Each probed size costs a compile on the fast path (five or so a run, more than a 100-step run trains): the
     answer is kept under paths.cache_dir, by the commit, torch, the GPU, the model's config and implementation, the
@@ -251,10 +262,7 @@ def test_the_probes_answer_is_kept_and_reused_only_for_the_same_code_gpu_and_con
     budget, or an unreadable file probes again."""
     from study import provenance
 
-    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
-    model.config = LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                             decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8])
-    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", False))
+    model, tried = _cacheable(monkeypatch)
     cache = tmp_path / "cache" / bs.PROBE_CACHE
     args = ("auto", TABLE, "summarization", Spec("led_base"), 4096, model)
 
@@ -280,12 +288,7 @@ def test_the_probes_answer_is_kept_and_reused_only_for_the_same_code_gpu_and_con
 
 
 def test_a_probe_cache_that_cannot_be_written_costs_only_the_next_probe(monkeypatch, tmp_path, caplog):
-    from study import provenance
-
-    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
-    model.config = LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                             decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8])
-    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", False))
+    model, tried = _cacheable(monkeypatch)
     blocked = tmp_path / "file"
     blocked.write_text("a file where the cache's folder would be")
     n, _, extra = bs.resolve_batch_size("auto", TABLE, "summarization", Spec("led_base"), 4096, model, probe_cache=blocked / bs.PROBE_CACHE)
