@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_fast import (  # noqa: E402
-    Energy, autocast_ctx, cleanup, guarded, n_timed, release_graphs, set_impl, sync, timed, training_step,
+    Energy, autocast_ctx, cleanup, guarded, n_timed, set_impl, sync, timed, training_step,
 )
-from lightning_modules.fast import greedy_generate  # noqa: E402
+from lightning_modules.fast import greedy_generate, release_train_graphs  # noqa: E402
 
 
 def load_spec(name, tiny=False):
@@ -109,7 +109,7 @@ def cell(model, fam, vocab, mode, impl, B, S, args, device, energy):
         if opt is not None:
             opt.zero_grad(set_to_none=True)
         model.zero_grad(set_to_none=True)
-        release_graphs(model)
+        release_train_graphs(model)
         sync(device)
         cleanup(device)
 

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lightning_modules import families  # noqa: E402
-from lightning_modules.fast import apply_fast_path, attention, greedy_generate  # noqa: E402
+from lightning_modules.fast import apply_fast_path, attention, greedy_generate, release_train_graphs  # noqa: E402
 from lightning_modules.fast.flops import generate_flops, train_flops  # noqa: E402
 from lightning_modules.fast.model import fast_forward  # noqa: E402
 
@@ -271,15 +271,8 @@ def train_cell(model, family, arch, impl, B, S, T, steps, warmup, device, energy
         opt.zero_grad(set_to_none=True)
         del opt
         model.zero_grad(set_to_none=True)
-        release_graphs(model)
+        release_train_graphs(model)
         cleanup(device)
-
-
-def release_graphs(model):
-    """Drop captured training graphs: their memory pool would otherwise stay reserved into the next cell."""
-    graphs = getattr(getattr(model, "_fast", None), "train_graphs", None)
-    if graphs is not None:
-        graphs.reset()
 
 
 def gen_cell(model, family, arch, impl, B, S, new, reps, device, energy, min_time=0.0, eos_id=None):
@@ -515,7 +508,7 @@ def profile_step(model, family, arch, impl, B, S, T, device):
         wall = time.perf_counter() - t0
     del opt
     model.zero_grad(set_to_none=True)
-    release_graphs(model)
+    release_train_graphs(model)
     cleanup(device)
     # device-side events only: inductor launches each Triton kernel inside a CPU-side event of the same name,
     # and key_averages() merges the two, counting those kernels twice (busy time came out above wall time)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import torch
 
+from lightning_modules.fast import release_train_graphs
 from study.errors import StudyError
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 # batch 24 passed the probe and ran out of memory in training, 12.8 GiB of the card reserved but unallocated):
 # a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free.
 HEADROOM = 0.10
-# A captured training step (model.cuda_graph: the step graph, its eager warm-up before capture) allocates more than
-# the probe's one eager step: on the H200 (2026-12-02, led_base on the fast path under 48 GiB, three runs) the runs
-# peaked 7-16% above their probes (45.9-49.7 GiB against 42.8-43.0), one past the cap. Such a probe allows this less.
+# A model with a captured training step (model.cuda_graph) is allowed this much less: on the H200 (2026-12-02,
+# led_base on the fast path under 48 GiB, three runs) the runs peaked 7-16% above their probes (45.9-49.7 GiB against
+# 42.8-43.0), one past the cap. Those peaks are not clean: the probe (which captures the step too) left its graphs'
+# pool reserved into the run, which torch's peak counts. Kept until runs without that leftover are measured.
 STEP_GRAPH_EXTRA = 0.16
 EXTRAPOLATIONS = 4  # guesses along a line through two measured batches, each probed
 PROBE_CACHE = "batch_size_auto.json"  # under paths.cache_dir: answers of earlier probes, by what they depend on
@@ -127,6 +129,10 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
             opt.zero_grad(set_to_none=True)
         del opt
         model.zero_grad(set_to_none=True)
+        # a captured step (model.cuda_graph) keeps its memory pool: left alive, every probed size's pool stayed
+        # reserved into the run (H200, 2026-12-02: 57 GiB of private pools when the run moved its model back)
+        release_train_graphs(model)
+        gc.collect()
         torch.cuda.empty_cache()
 
 
@@ -155,8 +161,8 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     card = torch.cuda.get_device_properties(device).total_memory / 2**30
     if cap is not None and cap >= card:
         log.warning("batch_size_memory_gib=%g is not below this GPU's %.1f GiB: the cap changes nothing", cap, card)
-    model.to(device).train()
     hold_to_memory_cap(None)  # the probe measures on the whole card: a multirun's earlier job may have held it
+    model.to(device).train()
 
     budget = (card if cap is None else min(cap, card)) * (1 - HEADROOM)
     if getattr(getattr(model, "_fast", None), "cuda_graph", False):

@@ -8,6 +8,6 @@ See docs/fast_path.md.
 """
 
 from .generate import greedy_generate
-from .model import apply_fast_path
+from .model import apply_fast_path, release_train_graphs
 
-__all__ = ["apply_fast_path", "greedy_generate"]
+__all__ = ["apply_fast_path", "greedy_generate", "release_train_graphs"]

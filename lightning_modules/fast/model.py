@@ -47,6 +47,14 @@ class FastState:
         self.warned_cpu_graph = False
 
 
+def release_train_graphs(model) -> None:
+    """Forget a model's captured training steps (model.cuda_graph): their memory pool stays reserved while they
+    live, into whatever runs next on the card (a run after batch_size=auto's probe, a benchmark's next cell)."""
+    graphs = getattr(getattr(model, "_fast", None), "train_graphs", None)
+    if graphs is not None:
+        graphs.reset()
+
+
 def _family(model):
     from lightning_modules import families
 

@@ -53,6 +53,7 @@ class _Graph:
     def __init__(self, fn, tensors, params, pool, autocast, warmup):
         self.inputs = [t.clone() for t in tensors]
         self.params = params
+        self.ptrs = tuple(p.data_ptr() for p in params)  # the addresses the captured kernels read
         enabled, dtype = autocast
 
         def cast():
@@ -77,6 +78,13 @@ class _Graph:
         # drop the captured autograd graph: it kept the parameters' gradient accumulators of the capture stream
         # alive, and every later backward then synchronised with that stream (torch warned on each step)
         self.loss = self.loss.detach()
+
+    def stale(self, params) -> bool:
+        """Whether a replay would read parameters that are no longer where the capture found them: replaced
+        (model.to(dtype)) or moved (model.to("cpu") and back, as batch_size=auto's probe did before a run: the same
+        Parameter objects, new storage, and the graph would read freed memory)."""
+        return (len(self.params) != len(params) or any(a is not b for a, b in zip(self.params, params))
+                or self.ptrs != tuple(p.data_ptr() for p in params))
 
 
 class _Replay(torch.autograd.Function):
@@ -139,8 +147,8 @@ class TrainGraphs:
         params = [p for p in model.parameters() if p.requires_grad]
         self._release_grads(params)
         graph = self.graphs.get(key)
-        if graph is not None and (len(graph.params) != len(params) or any(a is not b for a, b in zip(graph.params, params))):
-            self.reset()  # parameters were replaced (e.g. model.to(dtype)): every capture is stale
+        if graph is not None and graph.stale(params):
+            self.reset()  # parameters were replaced or moved: every capture is stale
             graph = None
         if graph is None:
             if self.pool is None:

@@ -244,6 +244,43 @@ def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch)
     assert peak.step == pytest.approx(3 + own / 2**30) and peak.backward == peak.step  # not 103
 
 
+def test_the_probe_leaves_no_captured_step_behind(monkeypatch):
+    """A probed size of a model.cuda_graph model is a captured step whose memory pool lives as long as the graph:
+    on the H200 the probe's pools (57 GiB) stayed into the run held to 48 GiB, which ran out of memory moving its
+    model to the card. Each probe ends with the model's captures forgotten, and the search releases any hold first."""
+    from lightning_modules.fast import apply_fast_path
+    from transformers import LEDConfig, LEDForConditionalGeneration
+
+    for name in ("empty_cache", "reset_peak_memory_stats", "synchronize"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 2**30)
+    model = apply_fast_path(LEDForConditionalGeneration(LEDConfig(
+        vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8], max_encoder_position_embeddings=64,
+        max_decoder_position_embeddings=16)), cuda_graph=True)
+    graphs = model._fast.train_graphs
+    graphs.graphs["a capture"] = object()  # as a probe's step on a GPU leaves it
+    assert bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True) is not None
+    assert len(graphs) == 0 and graphs.pool is None
+    graphs.graphs["a capture"] = object()
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("out of memory")
+
+    monkeypatch.setattr(torch.optim, "AdamW", oom)  # a probe that runs out of memory forgets its captures too
+    assert bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True) is None
+    assert len(graphs) == 0
+
+    order = []
+    model2, _ = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
+    hold = torch.cuda.set_per_process_memory_fraction  # the stand-in's, which the probe's own check reads
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: order.append(("hold", f)) or hold(f, d))
+    monkeypatch.setattr(model2, "to", lambda *a, **k: order.append(("to", a)) or model2)
+    bs.find_max_batch_size(model2, 1024, 128, "32-true", True, limit=4)
+    assert order[0] == ("hold", 1.0) and order[1][0] == "to"  # released before the model lands on the card
+
+
 def _cacheable(monkeypatch):
     """A stand-in GPU and model whose probe answer can be kept: a config to key it by, and a clean tree at a commit."""
     from study import provenance

@@ -13,7 +13,8 @@ import torch
 
 from lightning_modules.fast import apply_fast_path
 from lightning_modules.fast.model import fast_outputs
-from lightning_modules.fast.step_graph import pow2, static_plan
+from lightning_modules.fast import release_train_graphs
+from lightning_modules.fast.step_graph import _Graph, pow2, static_plan
 from lightning_modules.models import ModelSpec, StudyError
 
 from test_fast_path import bigbird_model, inputs, led_model, one_thread, rel  # noqa: F401 (one_thread: autouse)
@@ -83,6 +84,31 @@ def test_cuda_graph_is_inert_on_cpu():
     assert a.logits is not None and torch.equal(a.logits, b.logits)
 
 
+def test_a_capture_is_stale_once_its_parameters_are_replaced_or_moved():
+    """A captured graph reads its parameters at the addresses of the capture: batch_size=auto's probe captured,
+    moved the model to the CPU and back (same Parameter objects, new storage), and the run would have replayed it."""
+    params = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.zeros(2))]
+    g = object.__new__(_Graph)  # the bookkeeping alone: a real capture needs CUDA
+    g.params, g.ptrs = params, tuple(p.data_ptr() for p in params)
+    assert not g.stale(params)
+    params[1].data = params[1].data.clone()  # what module.to(device) does to each parameter
+    assert g.stale(params)
+    g.ptrs = tuple(p.data_ptr() for p in params)
+    assert not g.stale(params)
+    assert g.stale([params[0], torch.nn.Parameter(torch.zeros(2))])  # a parameter replaced (model.to(dtype))
+    assert g.stale(params[:1])
+
+
+def test_releasing_a_models_train_graphs_forgets_them():
+    m = apply_fast_path(led_model(), cuda_graph=True)
+    m._fast.train_graphs.graphs["key"] = object()
+    m._fast.train_graphs.pool = object()
+    release_train_graphs(m)
+    assert len(m._fast.train_graphs) == 0 and m._fast.train_graphs.pool is None
+    release_train_graphs(led_model())  # a model without the fast path, or without graphs: nothing to do
+    release_train_graphs(apply_fast_path(led_model()))
+
+
 # ------------------------------------------------------------------------------------------------------- GPU
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -133,6 +159,35 @@ def test_graph_replays_match_eager_take_new_data_and_accumulate(family, no_tf32)
     graphed(**b2).loss.backward()
     with pytest.raises(RuntimeError, match="replayed by a later training forward"):
         stale.backward()
+
+
+@pytest.mark.gpu
+@gpu
+def test_a_model_moved_off_the_card_and_back_is_captured_again(no_tf32):
+    """batch_size=auto's probe captures steps, then moves the model to the CPU; the run moves it back: its first
+    step must capture anew (the old graph would read freed memory), and match the eager step."""
+    small = dict(dropout=0.0, d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128)
+    base = led_model(**small).cuda().train()
+    eager = apply_fast_path(copy.deepcopy(base))
+    graphed = apply_fast_path(copy.deepcopy(base), cuda_graph=True)
+    kw = _cuda(inputs(256, True, seed=1))
+    loss_and_grads(graphed, lambda: graphed(**kw).loss)
+    first = graphed._fast.train_graphs.graphs[next(iter(graphed._fast.train_graphs.graphs))]
+    graphed.to("cpu")
+    torch.cuda.empty_cache()
+    filler = torch.full((1 << 22,), 7.0, device="cuda")  # the freed storage, rewritten by whatever comes next
+    graphed.to("cuda")
+    l0, g0 = loss_and_grads(eager, lambda: eager(**kw).loss)
+    l1, g1 = loss_and_grads(graphed, lambda: graphed(**kw).loss)
+    del filler
+    assert first not in graphed._fast.train_graphs.graphs.values() and len(graphed._fast.train_graphs) == 1
+    assert abs(float(l1 - l0)) <= 1e-4 * abs(float(l0))
+    assert rel(torch.cat([g1[n].flatten() for n in g0]), torch.cat([g.flatten() for g in g0.values()])) <= 1e-4
+    before = torch.cuda.memory_reserved()
+    graphed.zero_grad(set_to_none=True)
+    release_train_graphs(graphed)
+    torch.cuda.empty_cache()
+    assert torch.cuda.memory_reserved() < before  # the pool goes back to the card
 
 
 @pytest.mark.gpu

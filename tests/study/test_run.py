@@ -131,3 +131,50 @@ def test_job_directory_names_are_readable_and_unique_to_the_overrides():
     assert a.startswith("led_base_gov_report_1024_") and a == _job_dir("led_base", "gov_report", 1024, "model=led_base,seq_len=1024")
     assert a != _job_dir("led_base", "gov_report", 1024, "model=led_base,seq_len=1024,trainer.max_steps=5")
     assert "/" not in _job_dir("led/x", "d", 1, "data.path=/tmp/x")
+
+
+@pytest.mark.parametrize("kind", ["train", "infer"])
+@pytest.mark.parametrize("ending", ["ok", "failed", "interrupted"])
+def test_a_job_gives_back_its_gpu_memory_however_it_ends(tmp_path, monkeypatch, kind, ending):
+    """A multirun's next job starts on a card the last one left (H200: a failed job's 57 GiB, still held to 48 GiB,
+    made the next job's model.to(device) run out of memory): every job ends with release_device_memory."""
+    import study.run as run
+
+    released = []
+    monkeypatch.setattr(run, "run_dir", lambda: tmp_path)
+    monkeypatch.setattr(run, "release_device_memory", lambda: released.append(True))
+
+    def body(cfg, d):
+        if ending == "failed":
+            raise RuntimeError("boom")
+        if ending == "interrupted":
+            raise Interrupted(signal.SIGTERM)
+
+    if kind == "train":
+        monkeypatch.setattr(run, "_train_job", lambda cfg, d, body_, own: run.guarded(d, "train", lambda dd: body_(cfg, dd)))
+    if ending == "interrupted":
+        with pytest.raises(SystemExit):
+            run.run_job({}, kind, body)
+    else:
+        assert run.run_job({}, kind, body) == (0 if ending == "ok" else 1)
+    assert released == [True]
+
+
+def test_releasing_device_memory_frees_cycles_and_lifts_the_hold(monkeypatch):
+    import gc
+
+    import lightning_modules.batch_size as bs
+    import study.run as run
+
+    calls = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append("collect") or 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty_cache"))
+    monkeypatch.setattr(bs, "hold_to_memory_cap", lambda cap: calls.append(("hold", cap)))
+    run.release_device_memory()
+    assert calls == ["collect", "empty_cache", ("hold", None)]
+    calls.clear()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # a CPU run never touches CUDA
+    run.release_device_memory()
+    assert calls == ["collect"]
