@@ -22,13 +22,11 @@ from study.errors import StudyError
 log = logging.getLogger(__name__)
 # The probe's one step is leaner than a real run's (seen on the H200, 2026-12-01: led_base fp32 at 4096 tokens,
 # batch 24 passed the probe and ran out of memory in training, 12.8 GiB of the card reserved but unallocated):
-# a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free.
+# a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free. A model with the
+# captured step (model.cuda_graph) needs nothing more: its probe runs that step, and on the H200 the runs peaked
+# within 0.1 GiB of their probes (2026-12-02, three runs held to 48 GiB; the 7-16% more seen before was the
+# probe's own captures, left reserved into the run).
 HEADROOM = 0.10
-# A model with a captured training step (model.cuda_graph) is allowed this much less: on the H200 (2026-12-02,
-# led_base on the fast path under 48 GiB, three runs) the runs peaked 7-16% above their probes (45.9-49.7 GiB against
-# 42.8-43.0), one past the cap. Those peaks are not clean: the probe (which captures the step too) left its graphs'
-# pool reserved into the run, which torch's peak counts. Kept until runs without that leftover are measured.
-STEP_GRAPH_EXTRA = 0.16
 EXTRAPOLATIONS = 4  # guesses along a line through two measured batches, each probed
 PROBE_CACHE = "batch_size_auto.json"  # under paths.cache_dir: answers of earlier probes, by what they depend on
 
@@ -165,8 +163,6 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     model.to(device).train()
 
     budget = (card if cap is None else min(cap, card)) * (1 - HEADROOM)
-    if getattr(getattr(model, "_fast", None), "cuda_graph", False):
-        budget /= 1 + STEP_GRAPH_EXTRA
     peaks: dict[int, StepPeak] = {}  # every probed size that did not run out of memory
     probes = {"n": 0}
 
@@ -254,7 +250,7 @@ def probe_key(model, seq_len: int, target_len: int, precision: str, global_first
         "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
         "fast": None if fast is None else {k: str(getattr(fast, k, None)) for k in ("compile", "cuda_graph", "residual_dtype", "fused_loss")},
         "seq_len": seq_len, "target_len": target_len, "precision": precision, "global_first": global_first,
-        "memory_gib": memory_gib, "headroom": HEADROOM, "step_graph_extra": STEP_GRAPH_EXTRA, "limit": limit,
+        "memory_gib": memory_gib, "headroom": HEADROOM, "limit": limit,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -351,7 +351,7 @@ def sentence(a: Answer, costs: dict) -> str:
 STEP_COLUMNS = [
     "dataset", "metric", "from", "step", "to", "from_value", "to_value", "gain",
     "d_energy_kwh", "d_train_time_s", "d_inference_samples_per_s", "inference_speed_change_pct", "kwh_per_point", "train_s_per_point",
-    "separable", "batch_changes", "cheaper_way_up",
+    "separable", "one_run", "batch_changes", "cheaper_way_up",
 ]
 
 
@@ -363,7 +363,8 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     one ladder. The longer input keeps the batch where it was given, not where a rule chose it (batch_size=paper or
     auto: the paper's batches shrink with the input as memory requires; `batch_changes` says so). On a table of
     configurations the means stand for each; on a table of runs, where a configuration was run more than once, its
-    most accurate run does. `separable` is False where the two accuracy spreads overlap."""
+    most accurate run does. `separable` is False where the two accuracy spreads overlap; `one_run` is True where
+    either end ran once (its spread is unknown, so a separable step may still be noise)."""
     runs = usable(table, statuses)
     runs = _rank(runs.assign(_impl=implementation(runs, ("attn_impl", "precision", "strategy")), _group=group_of(runs)), costs)
     runs = runs.drop_duplicates(["_group", "_impl", "model", "seq_len", *[c for c in ("effective_batch_size",) if c in runs]])
@@ -394,6 +395,7 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
                     "kwh_per_point": d_e / gain if gain > 0 and not pd.isna(d_e) else float("nan"),
                     "train_s_per_point": d_t / gain if gain > 0 and not pd.isna(d_t) else float("nan"),
                     "separable": not spread_overlaps(a, b),
+                    "one_run": _runs_of(a) < 2 or _runs_of(b) < 2,
                     "batch_changes": _differ(a.get("effective_batch_size"), b.get("effective_batch_size")),
                 })
     out = pd.DataFrame(rows, columns=STEP_COLUMNS)
@@ -402,6 +404,12 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     for (dataset, start), pair in out.groupby(["dataset", "from"]):
         out.loc[pair.index, "cheaper_way_up"] = _cheaper(pair) if len(pair) > 1 else "only this way was run"
     return out
+
+
+def _runs_of(configuration) -> int:
+    """Seeds behind a configuration's value (1 for a row of the run table)."""
+    n = configuration.get("n_seeds")
+    return 1 if n is None or pd.isna(n) else int(n)
 
 
 def _differ(a, b) -> bool:
@@ -465,6 +473,10 @@ def comparison_summary(step_table: pd.DataFrame) -> list[str]:
             text = f"a {kind} gained {metric} in {len(ups[kind])} of {len(rows)} steps"
             if noise:
                 text += f" ({noise} of them not separable: the accuracy spreads overlap)"
+            once = int(ups[kind]["one_run"].astype(bool).sum()) if "one_run" in ups[kind] else 0
+            if once:
+                text += (f" ({'it rests' if len(ups[kind]) == 1 else f'{once} of them rest'} on a configuration run once: "
+                         "its spread is unknown)")
             if unit and len(ups[kind]):
                 text += f" for {fmt(_per_point(ups[kind], unit[0]))} {unit[1]} per point"
             speed = _median(rows, "inference_speed_change_pct")

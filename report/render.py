@@ -276,6 +276,13 @@ def _speed_change(r) -> str:
     return f"{sign}{fmt(r['d_inference_samples_per_s'])}{pct}"
 
 
+def _separable(step) -> str:
+    if not step["separable"]:
+        return "no: spreads overlap"
+    once = step.get("one_run")
+    return "yes, from one run (spread unknown)" if once is not None and not pd.isna(once) and bool(once) else "yes"
+
+
 def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str], projected: bool = False) -> None:
     doc.text(
         "From each configuration, the two ways up that the paper compares: the same model at the next longer input, and "
@@ -298,7 +305,7 @@ def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str], projected: 
         ["experiment", "from", "step", "to", "gain (points)", "separable", f"extra energy ({unit})", f"extra training time ({time_unit})",
          "inference speed change (samples/s)", "kWh per point", "training s per point", "cheaper way up from here"],
         [[r["dataset"], f"{r['from']} ({_n(r['from_value'])})", r["step"], f"{r['to']} ({_n(r['to_value'])})",
-          ("+" if r["gain"] > 0 else "") + _n(r["gain"]), "yes" if r["separable"] else "no: spreads overlap",
+          ("+" if r["gain"] > 0 else "") + _n(r["gain"]), _separable(r),
           _n(r["d_energy_kwh"]), _n(r["d_train_time_s"]),
           _speed_change(r), _n(r["kwh_per_point"]), _n(r["train_s_per_point"]), _s(r["cheaper_way_up"])]
          for _, r in steps.iterrows()],

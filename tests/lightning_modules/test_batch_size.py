@@ -333,13 +333,14 @@ def test_a_probe_cache_that_cannot_be_written_costs_only_the_next_probe(monkeypa
     assert any("could not keep the probe's answer" in r.message for r in caplog.records)
 
 
-def test_a_captured_training_step_is_allowed_less_than_the_probes_eager_step(monkeypatch):
-    """On the H200 the runs with the step graph peaked up to 16% above their probe (49.7 GiB against 43.0 under a
-    48 GiB cap): a step-graph model's probe gets 126.9 / 1.16 = 109.4 GiB of the 141 GiB card's 126.9."""
-    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
-    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == 237
+def test_a_captured_training_step_is_sized_as_any_other(monkeypatch):
+    """The probe of a model.cuda_graph model runs the captured step itself (warm-up, capture, replay): on the H200 the
+    runs then peaked where their probes did (37.09 / 36.76 / 36.81 GiB against 37.11 / 36.72 / 36.79, once the
+    probe's own captures no longer stayed behind), so such a model gets the same budget."""
+    model, _ = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
+    plain = bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True)
     model._fast = type("Fast", (), {"cuda_graph": True})()
-    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == int((126.9 / (1 + bs.STEP_GRAPH_EXTRA) - 8.0) / 0.5)
+    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == plain == 237
 
 
 def test_a_run_is_held_to_its_memory_cap_and_released_without_one(monkeypatch):

@@ -171,9 +171,10 @@ def test_bigger_model_vs_longer_input_by_hand():
     # per point overall, over the steps that gained with a known cost: bigger 30->40 (+3 kWh) and 35->38 (+2 kWh):
     # 5 kWh / 13 points = 0.385; longer 30->35 (+1 kWh): 0.2. Inference speed per step:
     # bigger 9->3, 6->2 (-66.7% each), longer 9->6, 6->4, 3->2 (-33.3% each)
-    assert summary == [
-        "On gov_report, a bigger model gained Rgm in 2 of 2 steps for 0.385 kWh per point, "
-        "inference speed -67% (median); a longer input gained Rgm in 1 of 3 steps for 0.2 kWh per point, inference speed "
+    assert summary == [  # every row of GRID is one run: no spread behind any step, and the sentence says so
+        "On gov_report, a bigger model gained Rgm in 2 of 2 steps (2 of them rest on a configuration run once: its "
+        "spread is unknown) for 0.385 kWh per point, inference speed -67% (median); a longer input gained Rgm in 1 of 3 "
+        "steps (it rests on a configuration run once: its spread is unknown) for 0.2 kWh per point, inference speed "
         "-33% (median): per point gained, a longer input cost less energy."
     ]
 
@@ -221,6 +222,15 @@ def test_overlapping_spreads_are_not_separable():
     # apart: separable
     apart = confs.assign(metric_value_min=[30.0, 36.5], metric_value_max=[34.0, 39.0])
     assert list(frontier.steps(apart, COSTS)["separable"]) == [True] and frontier.answer(apart, {}, COSTS)[0].rivals == []
+    assert list(frontier.steps(apart, COSTS)["one_run"]) == [False] and "run once" not in frontier.comparison_summary(frontier.steps(apart, COSTS))[0]
+    # apart, but one end ran once (H200 block 1: led_large @ 1024, one seed, above led_base's two): separable, and said
+    # to rest on one run, in the sentence and in the table's cell
+    once = apart.assign(n_seeds=[3, 1], metric_value_min=[30.0, NAN], metric_value_max=[34.0, NAN])
+    steps = frontier.steps(once, COSTS)
+    assert list(steps["separable"]) == [True] and list(steps["one_run"]) == [True]
+    assert "(it rests on a configuration run once: its spread is unknown)" in frontier.comparison_summary(steps)[0]
+    from report.render import _separable
+    assert _separable(steps.iloc[0]) == "yes, from one run (spread unknown)"
 
 
 def test_the_next_better_configuration_outside_the_budget_and_what_it_would_cost():
