@@ -5,6 +5,7 @@ is then held to; auto's answers are kept for the next run of the same configurat
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import itertools
@@ -232,20 +233,37 @@ def hold_to_memory_cap(memory_gib) -> float | None:
 
 
 # ---- the probe's answers, kept: a seed or a rerun of the same configuration need not probe again ----------------
-def probe_key(model, seq_len: int, target_len: int, precision: str, global_first: bool, memory_gib, limit: int = 1024) -> str | None:
-    """Everything the probe's answer depends on (the code, the libraries, the GPU, the architecture and its
-    implementation, the input and the budget), hashed; None where the code is not pinned (no commit, or tracked files
-    changed since it), as an answer measured on other code may not hold."""
-    from study.provenance import git_state
+CODE = Path(__file__).resolve().parent  # lightning_modules/: the model code, the fast path and this probe
 
-    commit, dirty = git_state()
-    if not commit or dirty:
+
+@functools.lru_cache(maxsize=None)
+def code_digest(root: Path = CODE) -> str | None:
+    """A hash of the code a training step runs (every .py under lightning_modules/), read from the files, so an
+    answer carries over between commits that did not touch them (a docs or report change), holds for a tree with
+    uncommitted changes, and does not outlive a change to the model code. None if a file cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    except OSError:
+        return None
+    return digest.hexdigest()[:20]
+
+
+def probe_key(model, seq_len: int, target_len: int, precision: str, global_first: bool, memory_gib, limit: int = 1024) -> str | None:
+    """Everything the probe's answer depends on (the code, the libraries, the allocator's settings, the GPU, the
+    architecture and its implementation, the input and the budget), hashed; None where the code cannot be read."""
+    import transformers
+
+    code = code_digest()
+    if code is None:
         return None
     device = torch.device("cuda", torch.cuda.current_device())
     props = torch.cuda.get_device_properties(device)
     fast = getattr(model, "_fast", None)
     what = {
-        "commit": commit, "torch": torch.__version__, "gpu": props.name, "gpu_memory": props.total_memory,
+        "code": code, "torch": torch.__version__, "transformers": transformers.__version__,
+        "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), "gpu": props.name, "gpu_memory": props.total_memory,
         "config": {k: v for k, v in model.config.to_dict().items() if k != "_name_or_path"},  # not where the weights came from
         "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
         "fast": None if fast is None else {k: str(getattr(fast, k, None)) for k in ("compile", "cuda_graph", "residual_dtype", "fused_loss")},
@@ -272,7 +290,7 @@ def cached_max_batch_size(model, seq_len: int, target_len: int, precision: str, 
     if key is not None:
         hit = _read_cache(cache_file).get(key)
         if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] > 0:
-            log.info("batch_size=auto: %d at seq_len=%d, as probed before with this code, GPU and model (%s)", hit["batch_size"],
+            log.info("batch_size=auto: %d at seq_len=%d, as probed before with this model code, GPU and configuration (%s)", hit["batch_size"],
                      seq_len, cache_file)
             return hit["batch_size"], f"cached ({cache_file})"
     n = find_max_batch_size(model, seq_len, target_len, precision, global_first, memory_gib=memory_gib)

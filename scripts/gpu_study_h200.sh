@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Device calls of the H200 study (issue 19, docs/gpu-study-h200/), each a phase under one time budget, everything
-# packed into $OUT. Run from the repository root with the carried wheels (scripts/gpu_wheels.sh) and .gpu_commit.
+# packed into $OUT. Run from the repository root with the carried wheels (scripts/gpu_wheels.sh), .gpu_commit and, for
+# the grid, .gpu_probe_cache.json (an earlier call's $OUT/batch_size_auto.json, when there is one).
 #   bash scripts/gpu_study_h200.sh recipe   # which recipe makes the real-size models learn the embedded task from
 #                                           # scratch: trials run side by side on the one GPU (their costs are not
 #                                           # measurements: they share the card), validation Rgm every 100 steps
@@ -102,6 +103,12 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     # batch_size=auto's cap), FSTEPS; the defaults are block 1 of docs/gpu-study-h200/README.md (fast path,
     # batch_size=auto under 48 GiB, 100 steps)
     G=(paths.output_dir=$S impl=${IMPL:-fast_graph} '~callbacks.last_checkpoint')
+    # batch_size=auto's answers from earlier calls (PROBE_CACHE_IN, default .gpu_probe_cache.json: carried, what an
+    # earlier call returned as $OUT/batch_size_auto.json): a fresh machine has none, and a probe is ~85 s of
+    # compiles; they are keyed by the model code's contents, so a commit that did not touch it keeps them
+    PC=$SCROLLS_STUDY_CACHE/batch_size_auto.json PCIN=${PROBE_CACHE_IN:-.gpu_probe_cache.json}
+    if [ -f "$PCIN" ] && [ ! -f "$PC" ]; then mkdir -p "$SCROLLS_STUDY_CACHE" && cp "$PCIN" "$PC" \
+        && echo "probe answers from $PCIN" | tee -a "$OUT/log.txt"; fi
     for seed in ${SEEDS:-1 2}; do
       for M in ${MODELS:-led_base led_large}; do
         T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break 2
@@ -122,6 +129,7 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
       [ $T -gt 30 ] && timeout -s INT -k 10 $T python3 infer.py run_dir=$S/sweeps/finetune_synthetic paths.output_dir=$S \
           >> "$OUT/log.txt" 2>&1
     fi
+    [ -f "$PC" ] && cp "$PC" "$OUT/batch_size_auto.json"  # for the next call to carry
     PACK=sweeps  # left in place: the next call resumes from it
     ;;
   *) echo "usage: $0 recipe|pretrain|slice|grid"; exit 2 ;;

@@ -282,23 +282,19 @@ def test_the_probe_leaves_no_captured_step_behind(monkeypatch):
 
 
 def _cacheable(monkeypatch):
-    """A stand-in GPU and model whose probe answer can be kept: a config to key it by, and a clean tree at a commit."""
-    from study import provenance
-
+    """A stand-in GPU and model whose probe answer can be kept: a config to key it by, and code to hash."""
     model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
     model.config = LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
                              decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8])
-    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", False))
+    monkeypatch.setattr(bs, "code_digest", lambda: "code-v1")
     return model, tried
 
 
 def test_the_probes_answer_is_kept_and_reused_only_for_the_same_code_gpu_and_configuration(monkeypatch, tmp_path, caplog):
     """Each probed size costs a compile on the fast path (five or so a run, more than a 100-step run trains): the
-    answer is kept under paths.cache_dir, by the commit, torch, the GPU, the model's config and implementation, the
-    input and the budget; a seed or a rerun of the same configuration reads it back. A dirty tree, another input or
-    budget, or an unreadable file probes again."""
-    from study import provenance
-
+    answer is kept under paths.cache_dir, by the model code, torch, the GPU, the model's config and implementation,
+    the input and the budget; a seed or a rerun of the same configuration reads it back. Changed model code, another
+    input or budget, unreadable code or an unreadable file probes again."""
     model, tried = _cacheable(monkeypatch)
     cache = tmp_path / "cache" / bs.PROBE_CACHE
     args = ("auto", TABLE, "summarization", Spec("led_base"), 4096, model)
@@ -314,14 +310,42 @@ def test_the_probes_answer_is_kept_and_reused_only_for_the_same_code_gpu_and_con
     bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)
     assert tried == [1, 2, 237]
     tried.clear()
-    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", True))  # tracked files changed: not pinned
+    model.config.dropout = 0.1
+    monkeypatch.setattr(bs, "code_digest", lambda: "code-v2")  # the model code changed: its memory may have
     assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed" and tried
     tried.clear()
-    monkeypatch.setattr(provenance, "git_state", lambda: ("abc123", False))
+    monkeypatch.setattr(bs, "code_digest", lambda: None)  # code that cannot be read: never kept, never read back
+    assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed" and tried
+    assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed"
+    tried.clear()
+    monkeypatch.setattr(bs, "code_digest", lambda: "code-v1")
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # the allocator's settings too
+    assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed" and tried
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    tried.clear()
     cache.write_text("{not json")  # e.g. another writer's crash
     assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed" and tried
     assert json.loads(cache.read_text())  # rewritten whole
     assert not list(cache.parent.glob("*.tmp"))
+
+
+def test_the_code_digest_follows_the_model_codes_files_not_the_commit(tmp_path):
+    """The key holds across a commit that touched no model code (docs, the report), and for a tree with uncommitted
+    changes; any change to a file under lightning_modules/ (or a new one) is another key."""
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "models.py").write_text("x = 1\n")
+    (tmp_path / "fast" / "attention.py").write_text("y = 2\n")
+    (tmp_path / "README.md").write_text("not code")
+    first = bs.code_digest.__wrapped__(tmp_path)
+    assert first == bs.code_digest.__wrapped__(tmp_path) and len(first) == 20
+    (tmp_path / "README.md").write_text("still not code")
+    assert bs.code_digest.__wrapped__(tmp_path) == first
+    (tmp_path / "fast" / "attention.py").write_text("y = 3\n")
+    second = bs.code_digest.__wrapped__(tmp_path)
+    assert second != first
+    (tmp_path / "fast" / "loss.py").write_text("")
+    assert bs.code_digest.__wrapped__(tmp_path) not in (first, second)
+    assert bs.code_digest() == bs.code_digest.__wrapped__(bs.CODE)  # the real package, once per process
 
 
 def test_a_probe_cache_that_cannot_be_written_costs_only_the_next_probe(monkeypatch, tmp_path, caplog):

@@ -23,7 +23,8 @@ exit 0
 """)
     (stub / "python3").chmod((stub / "python3").stat().st_mode | stat.S_IEXEC)
     out = tmp_path / "out"
-    full = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", "OUT": str(out), "STUDY_DIR": str(tmp_path / "study"), **env}
+    full = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", "OUT": str(out), "STUDY_DIR": str(tmp_path / "study"),
+            "SCROLLS_STUDY_CACHE": str(tmp_path / "cache"), "PROBE_CACHE_IN": str(tmp_path / "none.json"), **env}
     proc = subprocess.run(["bash", str(SCRIPT), "grid"], cwd=ROOT, env=full, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = calls.read_text().splitlines() if calls.exists() else []
@@ -61,3 +62,21 @@ def test_a_call_short_of_time_starts_no_job_it_cannot_finish(tmp_path):
     # what earlier calls left
     assert steps(lines) == ["infer"]
     assert "pretrain" not in (out / "log.txt").read_text()
+
+
+def test_probe_answers_carried_in_are_used_and_handed_back(tmp_path):
+    """A fresh machine has no probe answers: the ones an earlier call returned ($OUT/batch_size_auto.json), carried
+    as .gpu_probe_cache.json, are put where batch_size=auto reads them, and this call's answers go back in $OUT.
+    Where the machine already holds answers (warm), they are not replaced."""
+    carried = tmp_path / "carried.json"
+    carried.write_text('{"k": {"batch_size": 165}}')
+    cache = tmp_path / "cache"
+    _, out = run_grid(tmp_path, SEEDS="1", MODELS="led_base", BUDGET="400", INFER="0",
+                      PROBE_CACHE_IN=str(carried), SCROLLS_STUDY_CACHE=str(cache))
+    assert (cache / "batch_size_auto.json").read_text() == carried.read_text()
+    assert (out / "batch_size_auto.json").read_text() == carried.read_text()
+    assert "probe answers from" in (out / "log.txt").read_text()
+    (cache / "batch_size_auto.json").write_text('{"k": {"batch_size": 165}, "k2": {"batch_size": 41}}')  # warm, newer
+    _, out = run_grid(tmp_path, SEEDS="1", MODELS="led_base", BUDGET="400", INFER="0",
+                      PROBE_CACHE_IN=str(carried), SCROLLS_STUDY_CACHE=str(cache))
+    assert '"k2"' in (out / "batch_size_auto.json").read_text()
