@@ -23,11 +23,15 @@ FIELDS = ["group", "run", "model", "seq_len", "lr", "dropout", "weights", "globa
           "step", "samples", "metric", "value", "train_loss"]
 
 
-def find_runs(paths: list[str]) -> list[Path]:
-    runs: list[Path] = []
+def find_runs(paths: list[str]) -> dict[Path, str]:
+    """Every run under the given directories -> its group: the folders between the directory given and the run
+    (call5_grid/finetune_synthetic), so runs of one name in different calls stay apart."""
+    runs: dict[Path, str] = {}
     for p in map(Path, paths):
-        runs += sorted({m.parents[1] for m in p.rglob("logs/metrics.csv")} | ({p} if (p / "logs/metrics.csv").exists() else set()))
-    return list(dict.fromkeys(runs))
+        for run in sorted({m.parents[1] for m in p.rglob("logs/metrics.csv")} | ({p} if (p / "logs/metrics.csv").exists() else set())):
+            group = run.parent.relative_to(p).as_posix() if run != p and run.parent != p else run.parent.name
+            runs.setdefault(run, group)
+    return runs
 
 
 def _float(v: str) -> float | None:
@@ -38,14 +42,14 @@ def _float(v: str) -> float | None:
     return None if math.isnan(x) else x
 
 
-def read_run(run: Path) -> list[dict]:
+def read_run(run: Path, group: str | None = None) -> list[dict]:
     """One row per validation: step, samples seen by then, the metric, the last training loss logged before it."""
     cfg = yaml.safe_load((run / ".hydra/config.yaml").read_text()) if (run / ".hydra/config.yaml").exists() else {}
     record = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     metric = record.get("metric") or ("f1" if (cfg.get("data") or {}).get("task") == "qa" else "rgm")
     batch = record.get("effective_batch_size") or record.get("batch_size") or cfg.get("batch_size")
     base = dict(
-        group=run.parent.name, run=run.name, model=record.get("model") or (cfg.get("model") or {}).get("name"), seq_len=record.get("seq_len") or cfg.get("seq_len"),
+        group=group or run.parent.name, run=run.name, model=record.get("model") or (cfg.get("model") or {}).get("name"), seq_len=record.get("seq_len") or cfg.get("seq_len"),
         lr=(cfg.get("module") or {}).get("lr"), weights=record.get("weights"),
         # model.arch sets the architecture of random weights only: a checkpoint brings its own (see weights)
         dropout=((cfg.get("model") or {}).get("arch") or {}).get("dropout") if record.get("weights", "random") == "random" else None,
@@ -77,14 +81,14 @@ def main(argv=None) -> int:
     if not runs:
         print(f"no run with logs/metrics.csv under: {' '.join(args.dirs)}", file=sys.stderr)
         return 2
-    curves = {run: read_run(run) for run in runs}  # by directory: two runs may share a name in different groups
+    curves = {run: read_run(run, group) for run, group in runs.items()}  # by directory: names repeat across groups
     for run, rows in curves.items():
         if not rows:
-            print(f"{run.parent.name}/{run.name}: no validation logged")
+            print(f"{runs[run]}/{run.name}: no validation logged")
             continue
         best = max(rows, key=lambda r: r["value"])
         curve = " ".join(f"{r['step']}:{r['value']:.1f}" for r in rows)
-        print(f"{run.parent.name}/{run.name} [{rows[0]['status']}] {rows[0]['metric']} by step: {curve} | best {best['value']:.1f} at step {best['step']}")
+        print(f"{runs[run]}/{run.name} [{rows[0]['status']}] {rows[0]['metric']} by step: {curve} | best {best['value']:.1f} at step {best['step']}")
     table = [r for rows in curves.values() for r in rows]
     if args.out:
         with open(args.out, "w", newline="") as f:

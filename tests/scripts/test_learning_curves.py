@@ -41,6 +41,20 @@ def test_curves_of_runs_that_share_a_name_in_two_groups_stay_apart(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 10_000
 
 
+def test_a_group_is_every_folder_between_the_directory_given_and_the_run(tmp_path):
+    """docs/gpu-study-h200/runs holds call5_grid/finetune_synthetic/<job> and call6_grid/finetune_synthetic/<job> of
+    one name: their group keeps the call."""
+    for call in ("call5_grid", "call6_grid"):
+        fake_run(tmp_path / call / "finetune_synthetic" / "led_base_1024", "led_base", 1e-4, [27.0])
+    out = tmp_path / "curves.csv"
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--out", str(out)], capture_output=True, text=True, check=True)
+    assert "call5_grid/finetune_synthetic/led_base_1024 [ok]" in proc.stdout and "call6_grid/finetune_synthetic/led_base_1024" in proc.stdout
+    assert [r["group"] for r in csv.DictReader(out.open())] == ["call5_grid/finetune_synthetic", "call6_grid/finetune_synthetic"]
+    run = tmp_path / "call5_grid" / "finetune_synthetic" / "led_base_1024"  # a run given itself: its folder's name
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(run)], capture_output=True, text=True, check=True)
+    assert proc.stdout.startswith("finetune_synthetic/led_base_1024 [ok]")
+
+
 def test_a_directory_without_runs_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "no run with logs/metrics.csv under" in proc.stderr
