@@ -101,7 +101,8 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     # A pretraining cut off by its limit (PT) is unfinished: its fine-tunes are refused in one line, not run from it.
     # MODELS, SEEDS, TASK (synthetic | synthetic_qa), IMPL (fast_graph | stock), BATCH (auto | 8), MEM (48 | null:
     # batch_size=auto's cap), FSTEPS; the defaults are block 1 of docs/gpu-study-h200/README.md (fast path,
-    # batch_size=auto under 48 GiB, 100 steps)
+    # batch_size=auto under 48 GiB, 100 steps); the lengths' two ends first, so a call cut off by its limit still
+    # leaves the longer-input step (calls 5-7 lost 2048 three times, and 4096 with it in two)
     G=(paths.output_dir=$S impl=${IMPL:-fast_graph} '~callbacks.last_checkpoint')
     # batch_size=auto's answers from earlier calls (PROBE_CACHE_IN, default .gpu_probe_cache.json: carried, what an
     # earlier call returned as $OUT/batch_size_auto.json): a fresh machine has none, and a probe is ~85 s of
@@ -119,7 +120,7 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
         T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break 2  # 40 s for a signalled job to end (call 6: >15)
         echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M seed $seed (limit ${T}s)" | tee -a "$OUT/log.txt"
         timeout -s INT -k 40 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
-            seq_len=${LENGTHS:-1024,2048,3072,4096} seed=$seed batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
+            seq_len=${LENGTHS:-1024,4096,2048,3072} seed=$seed batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
             trainer.max_steps=${FSTEPS:-100} >> "$OUT/log.txt" 2>&1
       done
     done

@@ -51,7 +51,7 @@ def test_models_before_seeds_then_infer_and_the_runs_left_in_place(tmp_path):
         "pretrain led_base", "fine-tune led_base seed 2", "pretrain led_large", "fine-tune led_large seed 2", "infer"]
     fine = [line for line in lines if "finetune_synthetic" in line and line.startswith("train.py")]
     assert all("batch_size=auto" in f and "batch_size_memory_gib=48" in f and "trainer.max_steps=100" in f
-               and "seq_len=1024,2048,3072,4096" in f for f in fine)  # block 1 by default
+               and "seq_len=1024,4096,2048,3072" in f for f in fine)  # block 1 by default, the two ends first
     assert (tmp_path / "study" / "sweeps" / "finetune_synthetic" / "job").is_dir()  # not moved: the next call resumes it
     assert (out / "grid.tar.gz").exists() and (out / "log.txt").exists()
 
