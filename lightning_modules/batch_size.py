@@ -84,6 +84,7 @@ def paper_batch_size(table: dict, task: str, model_name: str, seq_len: int, devi
 class StepPeak(NamedTuple):
     backward: float  # GiB at the peak of forward and backward: weights, gradients, activations (linear in the batch)
     step: float      # GiB at the peak of the whole step, AdamW's update included (its state and temporaries)
+    weights: float = 0.0  # GiB of the model's own tensors on the device (its gradients take as much again)
 
 
 def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> StepPeak | None:
@@ -120,7 +121,7 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
         backward = (torch.cuda.max_memory_allocated(device) - before + own) / 2**30
         opt.step()
         torch.cuda.synchronize(device)
-        return StepPeak(backward, (torch.cuda.max_memory_allocated(device) - before + own) / 2**30)
+        return StepPeak(backward, (torch.cuda.max_memory_allocated(device) - before + own) / 2**30, own / 2**30)
     except torch.OutOfMemoryError:
         return None
     finally:
@@ -151,8 +152,9 @@ def check_memory_cap(memory_gib) -> float | None:
 def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, global_first: bool, limit: int = 1024,
                         memory_gib: float | None = None) -> int:
     """Largest batch whose full-length training step fits on the current GPU, and within memory_gib when given
-    (a smaller card emulated on a larger one: the paper's 48 GB A6000 on an 80 or 141 GB card): batches 1 and 2,
-    then guesses along a line through two measured batches, each probed; bisection after an out-of-memory guess."""
+    (a smaller card emulated on a larger one: the paper's 48 GB A6000 on an 80 or 141 GB card): batch 2, then
+    guesses along a line (first through the memory every batch holds, then through two measured batches), each
+    probed; bisection after an out-of-memory guess."""
     if not torch.cuda.is_available():
         raise StudyError("batch_size=auto searches GPU memory and no GPU is visible; give batch_size=<n>")
     device = torch.device("cuda", torch.cuda.current_device())
@@ -176,28 +178,37 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
             peaks[size] = peak
         return peak is not None and peak.step <= budget
 
-    # A step's memory at its backward is weights and gradients plus activations that grow with the batch, and the
-    # update adds a fixed amount: so each guess is a line through the largest batch that fitted and the nearest
-    # other measured one (above it when there is one), and is then probed; bisection only after an out-of-memory
-    # guess or when the guesses stop. On the compiled fast path every probed size is a compile (~16 s on the H200),
-    # and batches 1 and 2 alone predicted 280 where 192 fitted (led_base, 1024 tokens): bisection from there took 11
-    # probes, the line through the overshoot and batch 2 lands on 192 in five (doubling would take ~16).
-    if not fits(1):
-        good, bad = 0, None
-    elif limit < 2 or not fits(2):
-        good, bad = 1, (2 if limit >= 2 else None)
+    # A step's memory at its backward is the weights and their gradients (twice the model's own bytes) plus
+    # activations that grow with the batch, and the update adds a fixed amount. So the first guess is the line
+    # through that fixed part and batch 2 (not through batch 1: on the H200 batches 1 and 2 peaked 0.14 GiB a sample
+    # apart where 0.22 held beyond, led_base at 1024 tokens), each later one the line through the largest batch that
+    # fitted and the nearest other measured one (above it when there is one); every guess is probed, and bisection
+    # runs only after an out-of-memory guess or when the guesses stop. On the compiled fast path each probed size is
+    # a compile (~16-21 s on the H200), so the batch above the answer is not probed where the line through two
+    # measured batches puts it more than a quarter of a sample past the budget (every such probe on the H200 failed:
+    # 42, 49, 60, 166, by 0.37-0.87 GiB).
+    inferred = False
+    if limit < 2 or not fits(2):
+        good, bad = (1, 2 if limit >= 2 else None) if fits(1) else (0, None)
     else:
         good, bad = 2, None
-        for _ in range(EXTRAPOLATIONS):
-            other = bad if bad is not None else max(n for n in peaks if n < good)
-            if other not in peaks:
-                break  # the last guess ran out of memory: no line through it
-            slope = (peaks[other].backward - peaks[good].backward) / (other - good)
+        for i in range(EXTRAPOLATIONS):
+            if i == 0:
+                slope = (peaks[2].backward - 2 * peaks[2].weights) / 2
+                slope = slope if slope > 0 else peaks[2].backward / 2  # weights not where expected: a steeper line
+            else:
+                other = bad if bad is not None else max(n for n in peaks if n < good)
+                if other not in peaks:
+                    break  # the last guess ran out of memory: no line through it
+                slope = (peaks[other].backward - peaks[good].backward) / (other - good)
             guess = limit if slope <= 0 else good + int((budget - peaks[good].backward) / slope)
             guess = min(guess, limit, bad - 1 if bad is not None else limit)
-            if guess <= good:  # the line says good + 1 does not fit: one probe to confirm, no bisection
+            if guess <= good:  # the line says good + 1 does not fit
                 if bad is not None and bad > good + 1:
-                    good, bad = (good + 1, bad) if fits(good + 1) else (good, good + 1)
+                    if i > 0 and slope > 0 and peaks[good].backward + 1.25 * slope > budget:
+                        bad, inferred = good + 1, True  # by the line through two measurements, not probed
+                    else:
+                        good, bad = (good + 1, bad) if fits(good + 1) else (good, good + 1)
                 break
             if fits(guess):
                 good = guess
@@ -211,8 +222,9 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
         raise StudyError(f"batch_size=auto: not even one sample of seq_len={seq_len} fits on this GPU{within}")
     model.to("cpu")
     torch.cuda.empty_cache()
-    log.info("batch_size=auto: %d fits at seq_len=%d%s (its step's peak %.1f GiB of the %.1f allowed; %d probes)", good, seq_len,
-             f" within {cap:g} GiB" if cap is not None else "", peaks[good].step, budget, probes["n"])
+    log.info("batch_size=auto: %d fits at seq_len=%d%s (its step's peak %.1f GiB of the %.1f allowed; %d probes%s)", good, seq_len,
+             f" within {cap:g} GiB" if cap is not None else "", peaks[good].step, budget, probes["n"],
+             f"; {good + 1} not probed: the line puts it past the budget" if inferred else "")
     return good
 
 

@@ -117,16 +117,18 @@ def test_auto_needs_a_gpu(monkeypatch):
         bs.resolve_batch_size("auto", TABLE, "summarization", Spec("led_base"), 1024, model=torch.nn.Linear(2, 2))
 
 
-def _fake_gpu(monkeypatch, peak_of, card_gib=141.0):
+def _fake_gpu(monkeypatch, peak_of, card_gib=141.0, weights=0.0):
     """A stand-in GPU: peak_of(size) is the peak memory (GiB) of a full-length step at that batch (a number: the
-    backward's and the step's alike; or a StepPeak), None for OOM."""
+    backward's and the step's alike; or a StepPeak), None for OOM; weights: the model's own GiB the probe reports."""
     tried, held = [], []
 
     def fake_peak(model, size, *args):
         assert held and held[-1] == 1.0, "the probe measures on the whole card"
         tried.append(size)
         peak = peak_of(size)
-        return bs.StepPeak(peak, peak) if isinstance(peak, float) else peak
+        if peak is None:
+            return None
+        return bs.StepPeak(peak, peak, weights) if isinstance(peak, float) else bs.StepPeak(peak.backward, peak.step, weights)
 
     class Props:
         name = "Stand-in GPU"
@@ -153,33 +155,82 @@ def test_auto_finds_the_largest_batch_that_fits(monkeypatch, fits_up_to):
 
 
 @pytest.mark.parametrize("per_sample, expected", [(0.5, 237), (0.37, 321), (2.0, 59)])
-def test_auto_predicts_the_largest_batch_from_two_probes_and_confirms_it(monkeypatch, per_sample, expected):
-    """Memory linear in the batch (weights and optimizer state + activations per sample), as a real step's is: sizes 1
-    and 2 predict the largest batch and one probe confirms it; three probes in all, as each is a compile on the
-    fast path. 141 GiB x 0.9 = 126.9 allowed."""
-    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + per_sample * size)
+def test_auto_predicts_the_largest_batch_from_one_probe_and_confirms_it(monkeypatch, per_sample, expected):
+    """Memory linear in the batch (weights, their gradients and optimizer state + activations per sample), as a real
+    step's is: batch 2 and the memory every batch holds (twice the weights: 2 x 4 GiB here) predict the largest
+    batch, and its probe confirms it: two probes in all, as each is a compile on the fast path. 141 GiB x 0.9 =
+    126.9 allowed."""
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + per_sample * size, weights=4.0)
     assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == expected
     assert 8.0 + per_sample * expected <= 126.9 < 8.0 + per_sample * (expected + 1)
-    assert tried == [1, 2, expected]
+    assert tried == [2, expected]
+    # weights the probe did not see (reported 0): the first line is steeper, and the second one lands
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + per_sample * size)
+    assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True) == expected and len(tried) == 3
 
 
 def test_auto_predicts_from_the_backward_when_the_update_peaks_higher_at_small_batches(monkeypatch):
     """AdamW's update peaks at a fixed 30 GiB (its state and temporaries), above the backward's 8 + 0.5 GiB a sample
-    until batch 45: the step's peak is flat at batches 1 and 2, so the prediction comes from the backward's."""
-    model, tried = _fake_gpu(monkeypatch, lambda size: bs.StepPeak(8.0 + 0.5 * size, max(30.0, 8.0 + 0.5 * size)))
+    until batch 45: the step's peak is flat at small batches, so the prediction comes from the backward's."""
+    model, tried = _fake_gpu(monkeypatch, lambda size: bs.StepPeak(8.0 + 0.5 * size, max(30.0, 8.0 + 0.5 * size)), weights=4.0)
     assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True) == 237
-    assert tried == [1, 2, 237]
+    assert tried == [2, 237]
 
 
-def test_auto_when_batches_1_and_2_understate_the_memory_per_sample(monkeypatch):
-    """As on the H200 (led_base, fast path, 1024 tokens, 48 GiB): the backward peaked at 1.53 and 1.67 GiB at
-    batches 1 and 2 (0.14 GiB a sample) but grows 0.22 GiB a sample beyond, so the first guess (298) is over the
-    budget; the line through it and batch 2 finds the largest batch that fits in a few more probes, not by bisection."""
-    peak = lambda n: 1.53 if n == 1 else 1.67 + 0.2176 * (n - 2)  # noqa: E731
-    model, tried = _fake_gpu(monkeypatch, lambda n: bs.StepPeak(peak(n), max(3.1, peak(n))))
-    best = max(n for n in range(1, 1025) if max(3.1, peak(n)) <= 43.2)
-    assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True, memory_gib=48) == best
-    assert tried[:3] == [1, 2, 298] and len(tried) <= 5
+def _measured(points: dict[int, float], floor: float):
+    """A step's peak (GiB) by batch from what the H200 measured (linear between measured batches and past them),
+    the update's fixed peak as its floor: batch_size=auto's searches replayed on the card's own numbers."""
+    xs = sorted(points)
+
+    def peak(n):
+        lo = max([x for x in xs if x <= n], default=xs[0])
+        hi = min([x for x in xs if x > lo], default=None)
+        if hi is None:  # past the last: the last two measured batches' line
+            lo, hi = xs[-2], xs[-1]
+        backward = points[lo] + (points[hi] - points[lo]) * (n - lo) / (hi - lo)
+        return bs.StepPeak(backward, max(floor, backward))
+    return peak
+
+
+# (model, seq_len): the backward's peaks by batch on the H200 (2026-12-02, fast path, calls 5-10), the update's
+# peak at small batches, the model's own GiB (fp32 weights), and the answer per memory cap (48 GiB x 0.9 = 43.2 and,
+# the fifth session's rule, 37.2): every answer as the old search found it on the card by probing both neighbours
+# (LED-large under 43.2 by the measured line: 70)
+H200_PEAKS = {
+    ("led_base", 1024): ({1: 1.53, 2: 1.67, 141: 31.88, 165: 37.11, 166: 37.32, 175: 39.29, 192: 42.95, 193: 43.21,
+                          194: 43.43, 196: 43.84, 201: 44.95, 210: 46.91, 240: 53.42, 246: 54.76, 280: 62.15}, 3.1, 0.603,
+                         {43.2: 192, 37.2: 165}),
+    ("led_base", 2048): ({1: 1.73, 2: 2.07, 62: 28.07, 92: 41.10, 95: 42.43, 96: 42.84, 97: 43.31, 99: 44.18, 107: 47.65,
+                          122: 54.16}, 3.1, 0.603, {43.2: 96}),
+    ("led_base", 4096): ({1: 2.13, 2: 2.87, 41: 36.72, 42: 37.57, 48: 42.79, 49: 43.66, 56: 49.74}, 3.1, 0.603,
+                         {43.2: 48, 37.2: 41}),
+    ("led_large", 1024): ({1: 3.81, 2: 4.25, 59: 36.79, 60: 37.37, 76: 46.51}, 8.65, 1.713, {43.2: 70, 37.2: 59}),
+}
+
+
+@pytest.mark.parametrize("cell", sorted(H200_PEAKS))
+def test_auto_replayed_on_the_h200s_peaks_finds_its_answers_in_four_probes_or_fewer(monkeypatch, cell):
+    """The searches of the fourth and fifth sessions took five probes (1, 2, an overshoot, the answer, the batch
+    above it), ~16-21 s each; from batch 2 and the weights, and without probing a batch the measured line puts past
+    the budget, the same answers take three or four."""
+    points, floor, weights, answers = H200_PEAKS[cell]
+    for budget, expected in answers.items():
+        model, tried = _fake_gpu(monkeypatch, _measured(points, floor), weights=weights)
+        cap = budget / (1 - bs.HEADROOM)
+        assert bs.find_max_batch_size(model, cell[1], 128, "bf16-mixed", True, memory_gib=cap) == expected, (budget, tried)
+        assert tried[0] == 2 and len(tried) <= 4, (budget, tried)
+
+
+def test_the_batch_above_is_probed_where_the_line_leaves_it_near_the_budget(monkeypatch, caplog):
+    """Skipping the batch above the answer rests on the line: where it puts that batch within a quarter of a sample
+    of the budget (here 0.1 of 0.5 GiB), it is probed, and found to fit."""
+    model, tried = _fake_gpu(monkeypatch, lambda n: 8.0 + 0.5 * n if n <= 250 else None, weights=3.0)  # 2 x 3: a low line
+    best = bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True)
+    assert best == 237 and 237 in tried
+    with caplog.at_level("INFO"):
+        model, tried = _fake_gpu(monkeypatch, _measured(*H200_PEAKS[("led_base", 4096)][:2]), weights=0.603)
+        assert bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True, memory_gib=48) == 48 and 49 not in tried
+    assert any("49 not probed: the line puts it past the budget" in r.message for r in caplog.records)
 
 
 def test_auto_when_the_prediction_runs_out_of_memory_or_memory_grows_faster(monkeypatch):
@@ -283,7 +334,7 @@ def test_the_probe_leaves_no_captured_step_behind(monkeypatch):
 
 def _cacheable(monkeypatch):
     """A stand-in GPU and model whose probe answer can be kept: a config to key it by, and code to hash."""
-    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size, weights=4.0)
     model.config = LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
                              decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8])
     monkeypatch.setattr(bs, "code_digest", lambda: "code-v1")
@@ -300,15 +351,15 @@ def test_the_probes_answer_is_kept_and_reused_only_for_the_same_code_gpu_and_con
     args = ("auto", TABLE, "summarization", Spec("led_base"), 4096, model)
 
     assert bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)[2]["batch_size_probe"] == "probed"
-    assert tried == [1, 2, 237] and cache.exists()
+    assert tried == [2, 237] and cache.exists()
     tried.clear()
     n, _, extra = bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)  # the second seed
     assert (n, extra["batch_size_probe"], tried) == (237, f"cached ({cache})", [])
-    assert bs.resolve_batch_size(*args, memory_gib=48, probe_cache=cache)[0] == 70 and tried == [1, 2, 70]  # another budget
+    assert bs.resolve_batch_size(*args, memory_gib=48, probe_cache=cache)[0] == 70 and tried == [2, 70]  # another budget
     tried.clear()
     model.config.dropout = 0.0  # another configuration (here: its dropout, whose masks take memory)
     bs.resolve_batch_size(*args, memory_gib=None, probe_cache=cache)
-    assert tried == [1, 2, 237]
+    assert tried == [2, 237]
     tried.clear()
     model.config.dropout = 0.1
     monkeypatch.setattr(bs, "code_digest", lambda: "code-v2")  # the model code changed: its memory may have
