@@ -100,10 +100,11 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     # A warm machine keeps /tmp/study between calls (checkpoints do not outlive it: a fresh one pretrains again).
     # A pretraining cut off by its limit (PT) is unfinished: its fine-tunes are refused in one line, not run from it.
     # MODELS, SEEDS, TASK (synthetic | synthetic_qa), IMPL (fast_graph | stock), BATCH (auto | 8), MEM (48 | null:
-    # batch_size=auto's cap), FSTEPS; the defaults are block 1 of docs/gpu-study-h200/README.md (fast path,
+    # batch_size=auto's cap), FSTEPS, EXTRA (more overrides for both steps); the defaults are block 1 of docs/gpu-study-h200/README.md (fast path,
     # batch_size=auto under 48 GiB, 100 steps); the lengths' two ends first, so a call cut off by its limit still
     # leaves the longer-input step (calls 5-7 lost 2048 three times, and 4096 with it in two)
     G=(paths.output_dir=$S impl=${IMPL:-fast_graph} '~callbacks.last_checkpoint')
+    X=(${EXTRA:-})  # overrides for both steps, e.g. EXTRA=module.global_attention=question for LED on the QA task
     # batch_size=auto's answers from earlier calls (PROBE_CACHE_IN, default .gpu_probe_cache.json: carried, what an
     # earlier call returned as $OUT/batch_size_auto.json): a fresh machine has none, and a probe is ~85 s of
     # compiles; they are keyed by the model code's contents, so a commit that did not touch it keeps them
@@ -116,12 +117,12 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
         [ $T -gt ${PT:-240} ] && PT_M=${PT:-240} || PT_M=$T
         echo "=== [$(( $(date +%s) - T0 ))s] pretrain $M (limit ${PT_M}s)" | tee -a "$OUT/log.txt"
         timeout -s INT -k 40 $PT_M python3 train.py -m experiment=pretrain_synthetic model=$M data=${TASK:-synthetic} \
-            impl=fast_graph paths.output_dir=$S '~callbacks.last_checkpoint' >> "$OUT/log.txt" 2>&1
+            impl=fast_graph paths.output_dir=$S '~callbacks.last_checkpoint' "${X[@]}" >> "$OUT/log.txt" 2>&1
         T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break 2  # 40 s for a signalled job to end (call 6: >15)
         echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M seed $seed (limit ${T}s)" | tee -a "$OUT/log.txt"
         timeout -s INT -k 40 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
             seq_len=${LENGTHS:-1024,4096,2048,3072} seed=$seed batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
-            trainer.max_steps=${FSTEPS:-100} >> "$OUT/log.txt" 2>&1
+            trainer.max_steps=${FSTEPS:-100} "${X[@]}" >> "$OUT/log.txt" 2>&1
       done
     done
     if [ "${INFER:-1}" = 1 ]; then

@@ -80,3 +80,13 @@ def test_probe_answers_carried_in_are_used_and_handed_back(tmp_path):
     _, out = run_grid(tmp_path, SEEDS="1", MODELS="led_base", BUDGET="400", INFER="0",
                       PROBE_CACHE_IN=str(carried), SCROLLS_STUDY_CACHE=str(cache))
     assert '"k2"' in (out / "batch_size_auto.json").read_text()
+
+
+def test_extra_overrides_reach_both_steps(tmp_path):
+    """Block 5 (the QA task): LED's global attention on the question, in its pretraining and its fine-tunes alike."""
+    lines, _ = run_grid(tmp_path, SEEDS="1", MODELS="led_base", BUDGET="400", INFER="0", TASK="synthetic_qa",
+                        EXTRA="module.global_attention=question")
+    assert len(lines) == 2 and all("data=synthetic_qa" in f and f.endswith("module.global_attention=question") for f in lines)
+    (tmp_path / "plain").mkdir()
+    lines, _ = run_grid(tmp_path / "plain", SEEDS="1", MODELS="led_base", BUDGET="400", INFER="0")
+    assert len(lines) == 2 and not any("global_attention" in f for f in lines)
