@@ -274,6 +274,16 @@ def test_a_bad_memory_cap_is_refused(cap):
         bs.resolve_batch_size("auto", TABLE, "qa", Spec("led_base"), 1024, memory_gib=cap)
 
 
+def _tiny_led():
+    """A one-layer LED whose probe step runs on the CPU in a blink."""
+    from transformers import LEDForConditionalGeneration
+
+    return LEDForConditionalGeneration(LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1,
+                                                 encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=16,
+                                                 decoder_ffn_dim=16, attention_window=[8], max_encoder_position_embeddings=64,
+                                                 max_decoder_position_embeddings=16))
+
+
 def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch):
     """A multirun's earlier job can leave memory allocated in the process (seen on the H200: the 48 GiB job after an
     out-of-memory job found 'not even one sample fits'); the probe counts this model's weights plus what its step adds."""
@@ -284,12 +294,7 @@ def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: allocated["now"])
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: allocated["now"] + 3 * 2**30)  # the step: +3 GiB
 
-    from transformers import LEDConfig, LEDForConditionalGeneration
-
-    model = LEDForConditionalGeneration(LEDConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1,
-                                                  encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=16,
-                                                  decoder_ffn_dim=16, attention_window=[8], max_encoder_position_embeddings=64,
-                                                  max_decoder_position_embeddings=16))
+    model = _tiny_led()
     own = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
     peak = bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True)
     assert peak.step == pytest.approx(3 + own / 2**30) and peak.backward == peak.step  # not 103
@@ -300,16 +305,12 @@ def test_the_probe_leaves_no_captured_step_behind(monkeypatch):
     on the H200 the probe's pools (57 GiB) stayed into the run held to 48 GiB, which ran out of memory moving its
     model to the card. Each probe ends with the model's captures forgotten, and the search releases any hold first."""
     from lightning_modules.fast import apply_fast_path
-    from transformers import LEDConfig, LEDForConditionalGeneration
 
     for name in ("empty_cache", "reset_peak_memory_stats", "synchronize"):
         monkeypatch.setattr(torch.cuda, name, lambda *a: None)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 2**30)
-    model = apply_fast_path(LEDForConditionalGeneration(LEDConfig(
-        vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=[8], max_encoder_position_embeddings=64,
-        max_decoder_position_embeddings=16)), cuda_graph=True)
+    model = apply_fast_path(_tiny_led(), cuda_graph=True)
     graphs = model._fast.train_graphs
     graphs.graphs["a capture"] = object()  # as a probe's step on a GPU leaves it
     assert bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True) is not None
