@@ -347,7 +347,8 @@ def memory_budget(batch_source, cap, card_gib) -> str | None:
 
 def over_memory_budget(batch_source, cap, peak_gib) -> bool | None:
     """Whether a run sized by batch_size=auto within a cap allocated more than the cap while it trained (its probe's
-    step fitted, the run's did not: seen on the H200, 2026-12-02, 45.9-49.7 GiB under 48); None where unknown."""
+    step fitted: seen on the H200, 2026-12-02, 45.9-49.7 GiB under 48, the probe's captures left allocated into the
+    run; a run is now held to its cap, so this flags older records); None where unknown."""
     if batch_source != "auto" or not _is_gib(cap) or peak_gib is None:
         return None
     return bool(peak_gib > cap)

@@ -407,9 +407,10 @@ def _over_budget(table: pd.DataFrame, group: str) -> str | None:
     peaks = runs["peak_memory_allocated_gib"].astype(float)
     span = fmt(peaks.min()) if peaks.min() == peaks.max() else f"{fmt(peaks.min())}-{fmt(peaks.max())}"
     return (f"**Over the memory budget:** {len(runs)} of this experiment's runs ({', '.join(runs['label'])}) allocated "
-            f"{span} GiB at the peak of training, more than their budget ({runs['memory_budget'].iloc[0]}): the probe's "
-            "step fitted it, the run needed more than that step measured. On a card of that size these batches may not "
-            "fit (peak_memory_allocated_gib and over_memory_budget in results.csv).")
+            f"{span} GiB at the peak of training, more than their budget ({runs['memory_budget'].iloc[0]}), though their "
+            "probe's step fitted it (on the H200 such peaks were the probe's own captured steps, left allocated into the "
+            "run before that was fixed; a run is now held to its cap). On a card of that size these batches may not fit "
+            "(peak_memory_allocated_gib and over_memory_budget in results.csv).")
 
 
 def hardware_lines(table: pd.DataFrame) -> list[str]:
