@@ -23,10 +23,11 @@ from study.errors import StudyError
 log = logging.getLogger(__name__)
 # The probe's one step is leaner than a real run's (seen on the H200, 2026-12-01: led_base fp32 at 4096 tokens,
 # batch 24 passed the probe and ran out of memory in training, 12.8 GiB of the card reserved but unallocated):
-# a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free. A model with the
-# captured step (model.cuda_graph) needs nothing more: its probe runs that step, and on the H200 the runs peaked
-# within 0.1 GiB of their probes (2026-12-02, three runs held to 48 GiB; the 7-16% more seen before was the
-# probe's own captures, left reserved into the run).
+# a batch is taken only if its probe leaves this share of the budget (the card, or the cap) free. The probe counts
+# the memory the allocator reserved, not what tensors held: a hold (and an out-of-memory error) binds on the former,
+# and a captured step's pool reserves more than its tensors ever hold at once (H200, 2026-12-02: led_base at 1024
+# tokens, batch 192 peaked at 42.95 GiB allocated, and its run, held to 48 GiB, ran out at the first update with
+# 45.7 GiB in the capture's pool).
 HEADROOM = 0.10
 EXTRAPOLATIONS = 4  # guesses along a line through two measured batches, each probed
 PROBE_CACHE = "batch_size_auto.json"  # under paths.cache_dir: answers of earlier probes, by what they depend on
@@ -82,15 +83,15 @@ def paper_batch_size(table: dict, task: str, model_name: str, seq_len: int, devi
 
 
 class StepPeak(NamedTuple):
-    backward: float  # GiB at the peak of forward and backward: weights, gradients, activations (linear in the batch)
-    step: float      # GiB at the peak of the whole step, AdamW's update included (its state and temporaries)
+    backward: float  # GiB reserved at the peak of forward and backward: weights, gradients, activations (linear in the batch)
+    step: float      # GiB reserved at the peak of the whole step, AdamW's update included (its state and temporaries)
     weights: float = 0.0  # GiB of the model's own tensors on the device (its gradients take as much again)
 
 
 def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> StepPeak | None:
     """One forward, backward and AdamW step at full length: the memory a training step really needs.
     Returns its peaks in GiB, or None when the step ran out of memory. Counted as this model's own weights plus what
-    the step allocated on top of what was already there: memory another job of the same process left behind (a
+    the allocator reserved for the step on top of what was already there: memory another job of the same process left behind (a
     multirun) is not this model's. The backward's peak is kept apart because at small batches the update's (all
     of AdamW's state and temporaries, independent of the batch) is the larger: seen on the H200, 2026-12-02, where
     batches 1 and 2 peaked alike and the prediction from them overshot."""
@@ -99,7 +100,7 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
     try:
         gc.collect()
         torch.cuda.empty_cache()
-        before = torch.cuda.memory_allocated(device)
+        before = torch.cuda.memory_reserved(device)  # what is left is held by live tensors: this model's, or another's
         own = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()) if t.device == device)
         torch.cuda.reset_peak_memory_stats(device)
         if model.config.is_encoder_decoder:
@@ -118,10 +119,10 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
             loss = model(**kwargs).loss
         loss.backward()
         torch.cuda.synchronize(device)
-        backward = (torch.cuda.max_memory_allocated(device) - before + own) / 2**30
+        backward = (torch.cuda.max_memory_reserved(device) - before + own) / 2**30
         opt.step()
         torch.cuda.synchronize(device)
-        return StepPeak(backward, (torch.cuda.max_memory_allocated(device) - before + own) / 2**30, own / 2**30)
+        return StepPeak(backward, (torch.cuda.max_memory_reserved(device) - before + own) / 2**30, own / 2**30)
     except torch.OutOfMemoryError:
         return None
     finally:
@@ -173,7 +174,7 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
         probes["n"] += 1
         peak = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first)
         log.info("batch_size=auto probe: batch %d %s", size, "out of memory" if peak is None else
-                 f"peaks at {peak.backward:.2f} GiB in the backward, {peak.step:.2f} GiB in the step (budget {budget:.1f})")
+                 f"reserves {peak.backward:.2f} GiB at the backward's peak, {peak.step:.2f} GiB at the step's (budget {budget:.1f})")
         if peak is not None:
             peaks[size] = peak
         return peak is not None and peak.step <= budget
@@ -222,7 +223,7 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
         raise StudyError(f"batch_size=auto: not even one sample of seq_len={seq_len} fits on this GPU{within}")
     model.to("cpu")
     torch.cuda.empty_cache()
-    log.info("batch_size=auto: %d fits at seq_len=%d%s (its step's peak %.1f GiB of the %.1f allowed; %d probes%s)", good, seq_len,
+    log.info("batch_size=auto: %d fits at seq_len=%d%s (its step reserved %.1f GiB of the %.1f allowed; %d probes%s)", good, seq_len,
              f" within {cap:g} GiB" if cap is not None else "", peaks[good].step, budget, probes["n"],
              f"; {good + 1} not probed: the line puts it past the budget" if inferred else "")
     return good

@@ -68,6 +68,10 @@ class _Graph:
                 torch.autograd.grad(loss, params, allow_unused=True)
                 del loss
         torch.cuda.current_stream().wait_stream(side)
+        # give the warm-up's cached blocks back before the capture takes its own pool: they are a whole step's
+        # activations, and a capture cannot free them when it runs short (a run held to a cap would fail there)
+        side.synchronize()
+        torch.cuda.empty_cache()
         self.fwd, self.bwd = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.fwd, pool=pool, capture_error_mode="thread_local"):
             with cast():

@@ -287,17 +287,33 @@ def _tiny_led():
 def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch):
     """A multirun's earlier job can leave memory allocated in the process (seen on the H200: the 48 GiB job after an
     out-of-memory job found 'not even one sample fits'); the probe counts this model's weights plus what its step adds."""
-    allocated = {"now": 100 * 2**30}  # 100 GiB left behind by someone else
+    reserved = {"now": 100 * 2**30}  # 100 GiB left behind by someone else
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: None)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: allocated["now"])
-    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: allocated["now"] + 3 * 2**30)  # the step: +3 GiB
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: reserved["now"])
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: reserved["now"] + 3 * 2**30)  # the step: +3 GiB
 
     model = _tiny_led()
     own = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
     peak = bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True)
     assert peak.step == pytest.approx(3 + own / 2**30) and peak.backward == peak.step  # not 103
+
+
+def test_the_probe_counts_what_the_allocator_reserved_not_what_tensors_held(monkeypatch):
+    """A hold (batch_size_memory_gib) and an out-of-memory error bind on reserved memory: on the H200 a captured step
+    whose tensors peaked at 42.95 GiB reserved more, and its run held to 48 GiB failed at the first update. The probe
+    reads the reserved peak, so a batch whose step reserves past the budget is refused however little it holds."""
+    for name in ("empty_cache", "reset_peak_memory_stats", "synchronize"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 40 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 46 * 2**30)
+    model = _tiny_led()
+    own = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers())) / 2**30
+    peak = bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True)
+    assert peak.step == pytest.approx(46 + own) and peak.backward == pytest.approx(46 + own)
 
 
 def test_the_probe_leaves_no_captured_step_behind(monkeypatch):
@@ -308,8 +324,8 @@ def test_the_probe_leaves_no_captured_step_behind(monkeypatch):
 
     for name in ("empty_cache", "reset_peak_memory_stats", "synchronize"):
         monkeypatch.setattr(torch.cuda, name, lambda *a: None)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
-    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 2**30)
     model = apply_fast_path(_tiny_led(), cuda_graph=True)
     graphs = model._fast.train_graphs
     graphs.graphs["a capture"] = object()  # as a probe's step on a GPU leaves it
@@ -410,9 +426,9 @@ def test_a_probe_cache_that_cannot_be_written_costs_only_the_next_probe(monkeypa
 
 
 def test_a_captured_training_step_is_sized_as_any_other(monkeypatch):
-    """The probe of a model.cuda_graph model runs the captured step itself (warm-up, capture, replay): on the H200 the
-    runs then peaked where their probes did (37.09 / 36.76 / 36.81 GiB against 37.11 / 36.72 / 36.79, once the
-    probe's own captures no longer stayed behind), so such a model gets the same budget."""
+    """The probe of a model.cuda_graph model runs the captured step itself (warm-up, capture, replay) and counts the
+    memory it reserved, pool included: on the H200 the runs' tensors then peaked where their probes' did (37.09 /
+    36.76 / 36.81 GiB against 37.11 / 36.72 / 36.79), so such a model gets the same budget."""
     model, _ = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size)
     plain = bs.find_max_batch_size(model, 4096, 128, "bf16-mixed", True)
     model._fast = type("Fast", (), {"cuda_graph": True})()
@@ -439,3 +455,44 @@ def test_a_run_is_held_to_its_memory_cap_and_released_without_one(monkeypatch):
         bs.hold_to_memory_cap(-1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert bs.hold_to_memory_cap(48) is None and len(held) == 3  # the CPU: nothing to hold
+
+
+# ------------------------------------------------------------------------------------------------------- GPU
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@gpu
+def test_the_batch_found_within_a_cap_trains_held_to_it():
+    """The contract on the card: the largest batch batch_size=auto finds within a cap trains, captured step and AdamW,
+    in a process held to that cap (H200, 2026-12-02: sized by the memory its tensors held, LED-base's batch 192
+    within 48 GiB ran out of memory at its run's first update)."""
+    from transformers import LEDForConditionalGeneration
+
+    from lightning_modules.fast import apply_fast_path, release_train_graphs
+
+    config = LEDConfig(vocab_size=1000, d_model=256, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                       decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024, attention_window=[128],
+                       max_encoder_position_embeddings=1024, max_decoder_position_embeddings=64)
+    model = apply_fast_path(LEDForConditionalGeneration(config), cuda_graph=True)
+    cap, seq_len, target_len = 3.0, 1024, 24
+    n = bs.find_max_batch_size(model, seq_len, target_len, "bf16-mixed", True, limit=512, memory_gib=cap)
+    assert 1 < n < 512  # the cap, not the limit, decided
+    try:
+        bs.hold_to_memory_cap(cap)
+        model.cuda().train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        for _ in range(3):
+            ids = torch.randint(5, 1000, (n, seq_len), device="cuda")
+            glob = torch.zeros_like(ids)
+            glob[:, 0] = 1
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), global_attention_mask=glob,
+                             labels=torch.randint(5, 1000, (n, target_len), device="cuda")).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        assert torch.isfinite(loss) and len(model._fast.train_graphs) == 1
+    finally:
+        release_train_graphs(model)
+        bs.hold_to_memory_cap(None)
