@@ -7,8 +7,9 @@ strategy), the memory budget batch_size=auto sized batches to (48 GiB, the paper
 hardware (unless pool_hardware=true). A configuration is a point in it: model and input length
 (and batch, devices where those vary).
 
-configurations.csv has one row per configuration: `n_seeds`, `<metric>_mean`, `<metric>_min`, `<metric>_max` (and
-`_std` where n >= 3) for the task metric and each cost. Frontiers, steps and the answer use the means, and the
+configurations.csv has one row per configuration: `n_seeds` (distinct seeds), `n_runs` (runs: a seed run twice, e.g.
+again in a later call, is one seed and two runs), `<metric>_mean`, `<metric>_min`, `<metric>_max` (over the runs; and
+`_std` where n_runs >= 3) for the task metric and each cost. Frontiers, steps and the answer use the means, and the
 columns `metric_value`, `<cost>` of the table hold them, so report/frontier.py reads it like a table of runs.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from report.frontier import implementation, spread_overlaps, usable  # noqa: F401 - spread_overlaps: one place for it
+from report.frontier import implementation, n_runs, spread_overlaps, usable  # noqa: F401 - spread_overlaps: one place for it
 from report.steady import COSTS
 
 GROUP_KEYS = ["dataset", "corpus", "training_budget", "implementation", "memory_budget", "hardware"]
@@ -102,7 +103,9 @@ def aggregate(table: pd.DataFrame, statuses=("ok",), pool_hardware: bool = False
         row = {k: first.get(k) for k in [*GROUP_KEYS, "group", *CONFIG_KEYS, *CARRIED] if k in sub}
         row["status"] = "ok"
         n = len(sub)
-        row["n_seeds"] = n
+        seeds = pd.to_numeric(sub["seed"], errors="coerce").dropna() if "seed" in sub else pd.Series(dtype=float)
+        row["n_seeds"] = seeds.nunique() + (n - len(seeds))  # a run without a seed counts as its own
+        row["n_runs"] = n
         row["seeds"] = ", ".join(str(int(s)) for s in sorted(sub["seed"].dropna())) if "seed" in sub else None
         row["runs"] = "; ".join(sub["run_dir"].astype(str)) if "run_dir" in sub else None
         contended = sub["contended"] if "contended" in sub else pd.Series(dtype=object)
@@ -129,25 +132,27 @@ def aggregate(table: pd.DataFrame, statuses=("ok",), pool_hardware: bool = False
         row["estimated"] = ", ".join(flags) or None
         rows.append(row)
     conf = pd.DataFrame(rows)
-    for c in ("parameters", "seq_len", "batch_size", "effective_batch_size", "n_seeds"):
+    for c in ("parameters", "seq_len", "batch_size", "effective_batch_size", "n_seeds", "n_runs"):
         if c in conf:
             conf[c] = pd.to_numeric(conf[c], errors="coerce").astype("Int64")
     conf["label"] = _label(conf)
     order = conf.assign(_p=pd.to_numeric(conf["parameters"], errors="coerce"))
     conf = conf.loc[order.sort_values(["group", "_p", "model", "seq_len", "label"], na_position="last").index].reset_index(drop=True)
-    first = ["group", "label", "n_seeds", "seeds", "n_contended"]
+    first = ["group", "label", "n_seeds", "n_runs", "seeds", "n_contended"]
     return conf[first + [c for c in conf.columns if c not in first]]
 
 
 def spread_text(r: pd.Series, column: str = "metric_value", fmt=None) -> str:
-    """`35.2 (34.1-36.3, n=3)`; a single run: its value."""
+    """`35.2 (34.1-36.3, n=3)`; runs that repeat a seed: `(..., 2 runs of 1 seed)`; a single run: its value."""
     from report.frontier import fmt as default_fmt
 
     fmt = fmt or default_fmt
-    n = r.get("n_seeds")
+    n, seeds = n_runs(r), r.get("n_seeds")
     value = fmt(r.get(column))
-    if n is None or pd.isna(n) or int(n) < 2 or pd.isna(r.get(f"{column}_min")):
+    if n < 2 or pd.isna(r.get(f"{column}_min")):
         return value
     std = r.get(f"{column}_std")
     extra = f", std {fmt(std)}" if std is not None and not pd.isna(std) else ""
-    return f"{value} ({fmt(r[f'{column}_min'])}-{fmt(r[f'{column}_max'])}, n={int(n)}{extra})"
+    count = (f"{n} runs of {int(seeds)} seed{'s' if int(seeds) > 1 else ''}"
+             if seeds is not None and not pd.isna(seeds) and int(seeds) < n else f"n={n}")
+    return f"{value} ({fmt(r[f'{column}_min'])}-{fmt(r[f'{column}_max'])}, {count}{extra})"

@@ -31,7 +31,7 @@ from matplotlib.transforms import Bbox  # noqa: E402
 
 from lightning_modules import families  # noqa: E402
 from report.collect import METRIC_LABEL  # noqa: E402
-from report.frontier import implementation, usable  # noqa: E402
+from report.frontier import implementation, n_runs, usable  # noqa: E402
 from report.steady import COSTS as ALL_COSTS  # noqa: E402
 
 FIGURES = {
@@ -145,7 +145,7 @@ def _panel(ax, runs: pd.DataFrame, cost: str, metric: str, colours: dict, xlabel
         hollow = index > 0  # stock HF solid; each other implementation hollow, with its own line style
         x, y = group[cost] * factor, group["metric_value"]
         ax.plot(x, y, LINESTYLES[index % len(LINESTYLES)], color=colour, alpha=0.35, linewidth=1.2, zorder=2)
-        if "n_seeds" in group and (pd.to_numeric(group["n_seeds"], errors="coerce") > 1).any():  # repeats: min-max bars
+        if group.apply(n_runs, axis=1).gt(1).any():  # repeats: min-max bars
             def err(column, centre, group=group):
                 lo, hi = group.get(f"{column}_min"), group.get(f"{column}_max")
                 if lo is None or hi is None:
@@ -305,8 +305,10 @@ def _save(fig, directory: Path, base: str, formats, dpi, info: dict) -> None:
 
 
 def _repeats(group: pd.DataFrame) -> str:
-    n = pd.to_numeric(group.get("n_seeds", pd.Series(dtype=float)), errors="coerce")
-    return "; points are means over seeds, bars min to max" if (n > 1).any() else ""
+    if not len(group) or not group.apply(n_runs, axis=1).gt(1).any():
+        return ""
+    seeds = pd.to_numeric(group.get("n_seeds", pd.Series(dtype=float)), errors="coerce")
+    return "; points are means over seeds, bars min to max" if (seeds > 1).any() else "; points are means over repeated runs, bars min to max"
 
 
 def setting(group: pd.DataFrame) -> str:

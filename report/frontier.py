@@ -307,9 +307,13 @@ def _tie_text(a: Answer, metric: str) -> str:
     if a.rivals:
         text += (f"; not separable from {_join(a.rivals[:3])}{f' and {len(a.rivals) - 3} more' if len(a.rivals) > 3 else ''}"
                  f" by {metric}: their spreads over seeds overlap")
-    n = a.best.get("n_seeds")
+    n, runs = a.best.get("n_seeds"), n_runs(a.best)
+    spread = f"({fmt(a.best.get('metric_value_min'))}-{fmt(a.best.get('metric_value_max'))})"
     if n is not None and not pd.isna(n) and int(n) > 1:
-        text += f"; {metric} is the mean of {int(n)} seeds ({fmt(a.best.get('metric_value_min'))}-{fmt(a.best.get('metric_value_max'))})"
+        text += f"; {metric} is the mean of {int(n)} seeds" + (f" ({runs} runs)" if runs > int(n) else "") + f" {spread}"
+    elif n is not None and not pd.isna(n) and int(n) == 1 and runs > 1:
+        text += (f"; {metric} is the mean of {runs} runs of one seed {spread}: their range is run-to-run noise, not the "
+                 "spread over seeds; repeat it with seed=1,2,3 before relying on it")
     elif n is not None and not pd.isna(n) and int(n) == 1:
         text += f"; {metric} is from one run (one seed): its spread is unknown, repeat it with seed=1,2,3 before relying on it"
     contended = a.best.get("n_contended")
@@ -364,7 +368,7 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     auto: the paper's batches shrink with the input as memory requires; `batch_changes` says so). On a table of
     configurations the means stand for each; on a table of runs, where a configuration was run more than once, its
     most accurate run does. `separable` is False where the two accuracy spreads overlap; `one_run` is True where
-    either end ran once (its spread is unknown, so a separable step may still be noise)."""
+    either end ran with one seed (its spread over seeds is unknown, so a separable step may still be noise; a seed run again is still one)."""
     runs = usable(table, statuses)
     runs = _rank(runs.assign(_impl=implementation(runs, ("attn_impl", "precision", "strategy")), _group=group_of(runs)), costs)
     runs = runs.drop_duplicates(["_group", "_impl", "model", "seq_len", *[c for c in ("effective_batch_size",) if c in runs]])
@@ -407,9 +411,18 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
 
 
 def _runs_of(configuration) -> int:
-    """Seeds behind a configuration's value (1 for a row of the run table)."""
+    """Seeds behind a configuration's value (1 for a row of the run table): a seed run twice is still one seed."""
     n = configuration.get("n_seeds")
     return 1 if n is None or pd.isna(n) else int(n)
+
+
+def n_runs(r) -> int:
+    """Runs behind a configuration's value (n_seeds where a table predates n_runs; 1 for a row of the run table)."""
+    for key in ("n_runs", "n_seeds"):
+        n = r.get(key)
+        if n is not None and not pd.isna(n):
+            return int(n)
+    return 1
 
 
 def _differ(a, b) -> bool:
@@ -475,8 +488,8 @@ def comparison_summary(step_table: pd.DataFrame) -> list[str]:
                 text += f" ({noise} of them not separable: the accuracy spreads overlap)"
             once = int(ups[kind]["one_run"].astype(bool).sum()) if "one_run" in ups[kind] else 0
             if once:
-                text += (f" ({'it rests' if len(ups[kind]) == 1 else f'{once} of them rest'} on a configuration run once: "
-                         "its spread is unknown)")
+                text += (f" ({'it rests' if len(ups[kind]) == 1 else f'{once} of them rest'} on a configuration run with "
+                         "one seed: its spread over seeds is unknown)")
             if unit and len(ups[kind]):
                 text += f" for {fmt(_per_point(ups[kind], unit[0]))} {unit[1]} per point"
             speed = _median(rows, "inference_speed_change_pct")

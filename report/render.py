@@ -18,7 +18,7 @@ import pandas as pd
 from report.collect import METRIC_LABEL
 from report.configurations import assign_groups, spread_text
 from report.figures import NAMES as COST_NAMES
-from report.frontier import FRONTIER_AXES, Answer, Frontier, fmt, usable
+from report.frontier import FRONTIER_AXES, Answer, Frontier, fmt, n_runs, usable
 from report.steady import COSTS as ALL_COSTS
 
 UNKNOWN = "—"
@@ -237,7 +237,9 @@ def configuration_table(confs: pd.DataFrame, costs: dict, marks: dict) -> tuple[
     rows, row_marks = [], []
     for _, r in confs.iterrows():
         mark = marks.get(r["label"], "")
+        runs = n_runs(r)
         seeds = f"{int(r['n_seeds'])}" + (f" ({r['seeds']})" if isinstance(r.get("seeds"), str) and r["seeds"] else "")
+        seeds += f", {runs} runs" if runs > int(r["n_seeds"]) else ""
         rows.append([r["label"], mark, seeds, _spread(r, "metric_value")] + [_spread(r, columns[k]) for k, _ in shown]
                     + [str(int(r["n_contended"])) if not pd.isna(r.get("n_contended")) else UNKNOWN])
         row_marks.append(mark.split(",")[0] if mark else "")
@@ -280,7 +282,7 @@ def _separable(step) -> str:
     if not step["separable"]:
         return "no: spreads overlap"
     once = step.get("one_run")
-    return "yes, from one run (spread unknown)" if once is not None and not pd.isna(once) and bool(once) else "yes"
+    return "yes, from one seed (spread unknown)" if once is not None and not pd.isna(once) and bool(once) else "yes"
 
 
 def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str], projected: bool = False) -> None:

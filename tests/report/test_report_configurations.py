@@ -36,6 +36,18 @@ def test_seeds_of_one_configuration_are_one_row_with_n_mean_spread_and_std_from_
     assert configurations.spread_text(c) == "32 (30-34, n=3, std 2)"
 
 
+def test_a_seed_run_twice_is_one_seed_and_two_runs():
+    """The H200 study ran LED-base at 4096 with seed 1 in two calls: two runs of one seed measure run-to-run noise,
+    not the spread over seeds, and the report must not call them two seeds."""
+    t = runs([("a", 128, 1, 30.0, 1.0), ("a", 128, 1, 31.0, 1.2), ("a", 256, 1, 50.0, 4.0), ("a", 256, 2, 52.0, 6.0),
+              ("a", 256, 2, 53.0, 6.5)])
+    conf = configurations.aggregate(t).set_index("label")
+    c, d = conf.loc["a @ 128"], conf.loc["a @ 256"]
+    assert (c["n_seeds"], c["n_runs"], c["seeds"], c["rgm_min"], c["rgm_max"]) == (1, 2, "1, 1", 30.0, 31.0)
+    assert configurations.spread_text(c) == "30.5 (30-31, 2 runs of 1 seed)"
+    assert (d["n_seeds"], d["n_runs"]) == (2, 3) and configurations.spread_text(d) == "51.7 (50-53, 3 runs of 2 seeds, std 1.53)"
+
+
 def test_unlike_runs_are_separate_experiments_and_the_report_says_what_separates_them():
     t = runs([("a", 128, 1, 30.0, 1.0), ("a", 128, 2, 31.0, 1.0, {"training_budget": "3 steps"}),
               ("a", 128, 3, 31.0, 1.0, {"hardware": "1 x NVIDIA H200"})])

@@ -172,10 +172,10 @@ def test_bigger_model_vs_longer_input_by_hand():
     # 5 kWh / 13 points = 0.385; longer 30->35 (+1 kWh): 0.2. Inference speed per step:
     # bigger 9->3, 6->2 (-66.7% each), longer 9->6, 6->4, 3->2 (-33.3% each)
     assert summary == [  # every row of GRID is one run: no spread behind any step, and the sentence says so
-        "On gov_report, a bigger model gained Rgm in 2 of 2 steps (2 of them rest on a configuration run once: its "
-        "spread is unknown) for 0.385 kWh per point, inference speed -67% (median); a longer input gained Rgm in 1 of 3 "
-        "steps (it rests on a configuration run once: its spread is unknown) for 0.2 kWh per point, inference speed "
-        "-33% (median): per point gained, a longer input cost less energy."
+        "On gov_report, a bigger model gained Rgm in 2 of 2 steps (2 of them rest on a configuration run with one seed: "
+        "its spread over seeds is unknown) for 0.385 kWh per point, inference speed -67% (median); a longer input gained "
+        "Rgm in 1 of 3 steps (it rests on a configuration run with one seed: its spread over seeds is unknown) for 0.2 "
+        "kWh per point, inference speed -33% (median): per point gained, a longer input cost less energy."
     ]
 
 
@@ -228,9 +228,9 @@ def test_overlapping_spreads_are_not_separable():
     once = apart.assign(n_seeds=[3, 1], metric_value_min=[30.0, NAN], metric_value_max=[34.0, NAN])
     steps = frontier.steps(once, COSTS)
     assert list(steps["separable"]) == [True] and list(steps["one_run"]) == [True]
-    assert "(it rests on a configuration run once: its spread is unknown)" in frontier.comparison_summary(steps)[0]
+    assert "(it rests on a configuration run with one seed: its spread over seeds is unknown)" in frontier.comparison_summary(steps)[0]
     from report.render import _separable
-    assert _separable(steps.iloc[0]) == "yes, from one run (spread unknown)"
+    assert _separable(steps.iloc[0]) == "yes, from one seed (spread unknown)"
 
 
 def test_the_next_better_configuration_outside_the_budget_and_what_it_would_cost():
@@ -251,3 +251,8 @@ def test_an_answer_from_one_run_says_so_and_one_from_seeds_gives_their_spread():
     seeds = GRID.assign(n_seeds=3, metric_value_min=GRID.metric_value - 1, metric_value_max=GRID.metric_value + 1)
     (a,) = frontier.answer(seeds, none, COSTS)
     assert "Rgm is the mean of 3 seeds (49-51)" in a.sentence and "one run" not in a.sentence
+    again = seeds.assign(n_seeds=1, n_runs=2)  # one seed, run in two calls: their range is not a spread over seeds
+    (a,) = frontier.answer(again, none, COSTS)
+    assert "Rgm is the mean of 2 runs of one seed (49-51): their range is run-to-run noise, not the spread over seeds" in a.sentence
+    steps = frontier.steps(again, COSTS)
+    assert len(steps) and steps["one_run"].astype(bool).all()  # a step from a seed run twice still rests on one seed
