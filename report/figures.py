@@ -307,8 +307,12 @@ def _save(fig, directory: Path, base: str, formats, dpi, info: dict) -> None:
 def _repeats(group: pd.DataFrame) -> str:
     if not len(group) or not group.apply(n_runs, axis=1).gt(1).any():
         return ""
-    seeds = pd.to_numeric(group.get("n_seeds", pd.Series(dtype=float)), errors="coerce")
-    return "; points are means over seeds, bars min to max" if (seeds > 1).any() else "; points are means over repeated runs, bars min to max"
+    runs = group.apply(n_runs, axis=1)
+    seeds = pd.to_numeric(group.get("n_seeds", runs), errors="coerce").fillna(runs)
+    if (seeds >= runs).all():
+        return "; points are means over seeds, bars min to max"
+    return ("; points are means over their runs (seeds, or a seed run again), bars min to max" if (seeds > 1).any()
+            else "; points are means over repeated runs of one seed, bars min to max")
 
 
 def setting(group: pd.DataFrame) -> str:
@@ -359,8 +363,8 @@ def draw(table: pd.DataFrame, directory: Path, costs: dict, statuses=("ok",), fo
             info["setting"] = setting(group)
             fig.suptitle(
                 f"{dataset}: {METRIC_LABEL.get(metric, metric)} vs. cost, as in {paper} of the paper\n"
-                f"one colour per model; the number at each point is its input length (tokens){_repeats(group)}\n"
-                f"{info['setting']}",
+                + textwrap.fill(f"one colour per model; the number at each point is its input length (tokens){_repeats(group)}", 110)
+                + f"\n{info['setting']}",
                 fontsize=11,
             )
             _save(fig, directory, f"{slug(dataset)}_{name}", formats, dpi, info)
