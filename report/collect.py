@@ -289,7 +289,9 @@ def load_run(directory: Path, accuracy: str = "infer", energy_cost: str = "energ
     row.update(provenance(rec.get("provenance")))
     cap = rec.get("batch_size_memory_gib", _get(cfg, "batch_size_memory_gib"))
     row["memory_budget"] = memory_budget(row["batch_size_source"], cap, row["gpu_memory_gib"])
-    row["over_memory_budget"] = over_memory_budget(row["batch_size_source"], cap, row.get("peak_memory_allocated_gib"))
+    reserved = row.get("peak_memory_reserved_gib")  # what the cap binds on; older records have only the allocated peak
+    peak = reserved if reserved is not None and not pd.isna(reserved) else row.get("peak_memory_allocated_gib")
+    row["over_memory_budget"] = over_memory_budget(row["batch_size_source"], cap, peak)
     row.update(attribution(rec.get("cpu_attribution")))
 
     row["job"] = directory.name
@@ -346,9 +348,10 @@ def memory_budget(batch_source, cap, card_gib) -> str | None:
 
 
 def over_memory_budget(batch_source, cap, peak_gib) -> bool | None:
-    """Whether a run sized by batch_size=auto within a cap allocated more than the cap while it trained (its probe's
-    step fitted: seen on the H200, 2026-12-02, 45.9-49.7 GiB under 48, the probe's captures left allocated into the
-    run; a run is now held to its cap, so this flags older records); None where unknown."""
+    """Whether a run sized by batch_size=auto within a cap took more than the cap while it trained (its peak reserved
+    memory, or allocated where an older record has no reserved peak; its probe's step fitted: seen on the H200,
+    2026-12-02, 45.9-49.7 GiB allocated under 48, the probe's captures left allocated into the run; a run is now
+    held to its cap, so this flags older records); None where unknown."""
     if batch_source != "auto" or not _is_gib(cap) or peak_gib is None:
         return None
     return bool(peak_gib > cap)

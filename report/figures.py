@@ -43,6 +43,7 @@ NAMES = {  # x-axis names of the record's cost figures; the unit comes from reco
     "nvml_energy_kwh": "Training energy (NVML)", "train_samples_per_s": "Training speed", "train_tokens_per_s": "Training speed",
     "inference_samples_per_s": "Inference speed", "gpu_utilization_pct": "Average GPU utilization",
     "gpu_memory_used_gib": "Average GPU memory used", "peak_memory_allocated_gib": "Peak GPU memory allocated",
+    "peak_memory_reserved_gib": "Peak GPU memory reserved",
     "train_time_s": "Training time", "train_time_excl_validation_s": "Training time, validation excluded",
     "time_to_best_s": "Time to best checkpoint", "avg_power_w": "Average power", "joules_per_sample": "Training energy per sample",
     "cpu_utilization_pct": "Average CPU utilization", "energy_inference_kwh": "Inference energy", "inference_time_s": "Inference time",

@@ -406,13 +406,15 @@ def _over_budget(table: pd.DataFrame, group: str) -> str | None:
     runs = table[(table["group"] == group) & (table["over_memory_budget"].astype(str).str.lower() == "true")]
     if runs.empty:
         return None
-    peaks = runs["peak_memory_allocated_gib"].astype(float)
+    reserved = pd.to_numeric(runs.get("peak_memory_reserved_gib", pd.Series(index=runs.index, dtype=float)), errors="coerce")
+    peaks = reserved.fillna(pd.to_numeric(runs["peak_memory_allocated_gib"], errors="coerce"))
     span = fmt(peaks.min()) if peaks.min() == peaks.max() else f"{fmt(peaks.min())}-{fmt(peaks.max())}"
-    return (f"**Over the memory budget:** {len(runs)} of this experiment's runs ({', '.join(runs['label'])}) allocated "
+    took = "reserved" if reserved.notna().all() else "allocated" if reserved.isna().all() else "reserved or allocated"
+    return (f"**Over the memory budget:** {len(runs)} of this experiment's runs ({', '.join(runs['label'])}) {took} "
             f"{span} GiB at the peak of training, more than their budget ({runs['memory_budget'].iloc[0]}), though their "
             "probe's step fitted it (on the H200 such peaks were the probe's own captured steps, left allocated into the "
             "run before that was fixed; a run is now held to its cap). On a card of that size these batches may not fit "
-            "(peak_memory_allocated_gib and over_memory_budget in results.csv).")
+            "(peak_memory_reserved_gib, peak_memory_allocated_gib and over_memory_budget in results.csv).")
 
 
 def hardware_lines(table: pd.DataFrame) -> list[str]:

@@ -19,7 +19,7 @@ COUNTS = ("samples", "tokens", "warmup_samples")
 ADDITIVE_UNITS = ("s", "kWh")
 NOT_ADDITIVE = ("time_to_best_s",)  # a moment in the fit, not a duration to add up
 WEIGHTED = ("gpu_utilization_pct", "gpu_memory_used_gib", "cpu_utilization_pct")
-MAXED = ("peak_memory_allocated_gib",)
+MAXED = ("peak_memory_allocated_gib", "peak_memory_reserved_gib")
 KILLED = "unknown: the segment was killed before it could measure this (figures end at its last saved state)"
 
 

@@ -63,6 +63,7 @@ COSTS = {
     "gpu_utilization_pct": "%",
     "gpu_memory_used_gib": "GiB",  # average over the run, as nvidia-smi reports it
     "peak_memory_allocated_gib": "GiB",  # torch's peak allocation on the device
+    "peak_memory_reserved_gib": "GiB",  # torch's peak reservation (allocated + cached + graph pools): what a cap binds
     "cpu_utilization_pct": "%",
 }
 

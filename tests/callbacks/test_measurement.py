@@ -125,7 +125,7 @@ def test_cpu_energy_is_labelled_estimated_and_plausible(fitted):
 
 def test_no_gpu_means_null_not_zero(fitted):
     _, _, c = fitted
-    for name in ("energy_gpu_kwh", "nvml_energy_kwh", "gpu_utilization_pct", "gpu_memory_used_gib", "peak_memory_allocated_gib", "avg_gpu_power_w"):
+    for name in ("energy_gpu_kwh", "nvml_energy_kwh", "gpu_utilization_pct", "gpu_memory_used_gib", "peak_memory_allocated_gib", "peak_memory_reserved_gib", "avg_gpu_power_w"):
         assert c[name]["value"] is None, name
     assert c["energy_gpu_kwh"]["source"].startswith("not applicable")
 

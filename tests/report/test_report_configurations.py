@@ -116,3 +116,27 @@ def test_a_run_over_its_memory_budget_is_flagged_with_its_peak():
     line = _over_budget(t, "g")
     assert line.startswith("**Over the memory budget:** 1 of this experiment's runs (a @ 1024 (#2)) allocated 49.7 GiB")
     assert "(batch_size=auto within 48 GiB)" in line and _over_budget(t.iloc[:1], "g") is None
+    # a newer record holds the reserved peak too (what the cap binds on): the line names that one
+    line = _over_budget(t.assign(peak_memory_reserved_gib=[47.95, 50.5, 61.0]), "g")
+    assert line.startswith("**Over the memory budget:** 1 of this experiment's runs (a @ 1024 (#2)) reserved 50.5 GiB")
+
+
+def test_a_run_over_its_cap_is_judged_by_the_memory_it_reserved(tmp_path):
+    """The cap binds on reserved memory (H200: a run whose tensors peaked at 36.4 GiB had its probe reserve 42.8):
+    a record with both peaks is judged by the reserved one, an older record by the allocated one."""
+    import json
+
+    from report import collect
+
+    for name, reserved, over in (("new", 48.5, True), ("old", None, False)):
+        run = tmp_path / name / "run"
+        run.mkdir(parents=True)
+        costs = {"peak_memory_allocated_gib": {"value": 36.4, "unit": "GiB", "source": "measured"}}
+        if reserved is not None:
+            costs["peak_memory_reserved_gib"] = {"value": reserved, "unit": "GiB", "source": "measured"}
+        run.joinpath("metrics.json").write_text(json.dumps({
+            "schema": 1, "kind": "train", "status": "ok", "model": "led_base", "seq_len": 1024, "seed": 1, "batch_size": 162,
+            "batch_size_source": "auto", "batch_size_memory_gib": 48, "data": "synthetic", "task": "summarization",
+            "metric": "rgm", "rgm": 28.3, "costs": costs}))
+        table = collect.collect([run.parent], "train", "energy_kwh").table
+        assert bool(table["over_memory_budget"].iloc[0]) is over, name
