@@ -478,7 +478,7 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
         f"`python report.py {' '.join(argv)}` on {when}: {len(table)} train run{'s' if len(table) != 1 else ''} "
         f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}), {n_conf} configuration{'s' if n_conf != 1 else ''} "
         f"in {confs['group'].nunique() if n_conf else 0} experiment{'s' if n_conf and confs['group'].nunique() != 1 else ''}. "
-        f"Runs that differ only in seed are one configuration (mean, min-max). "
+        f"Runs that differ only in seed are one configuration (mean, min-max; a seed run again is another run of it, not another seed). "
         f"Figures, frontiers and the answer use runs whose status is {', '.join(cfg.statuses)} and whose accuracy is known; "
         f"the run table lists every run. {UNKNOWN} means not measured (unknown), never zero."
     )
@@ -506,7 +506,7 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
         doc.bullets(list(separate))
 
     doc.heading("Configurations")
-    doc.text("One row per configuration, per experiment: the mean over its seeds, the spread (min-max; std where n >= 3) in brackets. "
+    doc.text("One row per configuration, per experiment: the mean over its runs (its seeds, and any seed run again), the spread (min-max; std where n >= 3) in brackets. "
              "Rates are steady-state (after warm-up); warm-up (compile, graph capture, the first steps) is its own one-time cost; "
              "the measured total training energy is as measured, warm-up included. Highlighted: the answer, configurations "
              "within the budget, and the energy frontier. Every column: [configurations.csv](configurations.csv).")
