@@ -306,9 +306,9 @@ def _save(fig, directory: Path, base: str, formats, dpi, info: dict) -> None:
 
 
 def _repeats(group: pd.DataFrame) -> str:
-    if not len(group) or not group.apply(n_runs, axis=1).gt(1).any():
+    runs = group.apply(n_runs, axis=1) if len(group) else pd.Series(dtype=int)
+    if not runs.gt(1).any():
         return ""
-    runs = group.apply(n_runs, axis=1)
     seeds = pd.to_numeric(group.get("n_seeds", runs), errors="coerce").fillna(runs)
     if (seeds >= runs).all():
         return "; points are means over seeds, bars min to max"

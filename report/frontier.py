@@ -399,7 +399,7 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
                     "kwh_per_point": d_e / gain if gain > 0 and not pd.isna(d_e) else float("nan"),
                     "train_s_per_point": d_t / gain if gain > 0 and not pd.isna(d_t) else float("nan"),
                     "separable": not spread_overlaps(a, b),
-                    "one_run": _runs_of(a) < 2 or _runs_of(b) < 2,
+                    "one_run": _seeds_of(a) < 2 or _seeds_of(b) < 2,
                     "batch_changes": _differ(a.get("effective_batch_size"), b.get("effective_batch_size")),
                 })
     out = pd.DataFrame(rows, columns=STEP_COLUMNS)
@@ -410,7 +410,7 @@ def steps(table: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     return out
 
 
-def _runs_of(configuration) -> int:
+def _seeds_of(configuration) -> int:
     """Seeds behind a configuration's value (1 for a row of the run table): a seed run twice is still one seed."""
     n = configuration.get("n_seeds")
     return 1 if n is None or pd.isna(n) else int(n)
