@@ -99,7 +99,7 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     # already evaluated is skipped). Models before seeds: a call cut off by its time leaves every model at seed 1.
     # A warm machine keeps /tmp/study between calls (checkpoints do not outlive it: a fresh one pretrains again).
     # A pretraining cut off by its limit (PT) is unfinished: its fine-tunes are refused in one line, not run from it.
-    # MODELS, SEEDS, TASK (synthetic | synthetic_qa), IMPL (fast_graph | stock), BATCH (auto | 8), MEM (48 | null:
+    # MODELS, SEEDS (or CELLS, below), TASK (synthetic | synthetic_qa), IMPL (fast_graph | stock), BATCH (auto | 8), MEM (48 | null:
     # batch_size=auto's cap), FSTEPS, EXTRA (more overrides for both steps); the defaults are block 1 of docs/gpu-study-h200/README.md (fast path,
     # batch_size=auto under 48 GiB, 100 steps); the lengths' two ends first, so a call cut off by its limit still
     # leaves the longer-input step (calls 5-7 lost 2048 three times, and 4096 with it in two)
@@ -111,19 +111,25 @@ r=[x for x in r if glob.glob(x[1]+'/checkpoints/best.ckpt')]; print(max(r)[1] if
     PC=$SCROLLS_STUDY_CACHE/batch_size_auto.json PCIN=${PROBE_CACHE_IN:-.gpu_probe_cache.json}
     if [ -f "$PCIN" ] && [ ! -f "$PC" ]; then mkdir -p "$SCROLLS_STUDY_CACHE" && cp "$PCIN" "$PC" \
         && echo "probe answers from $PCIN" | tee -a "$OUT/log.txt"; fi
-    for seed in ${SEEDS:-1 2}; do
-      for M in ${MODELS:-led_base led_large}; do
-        T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break 2
-        [ $T -gt ${PT:-240} ] && PT_M=${PT:-240} || PT_M=$T
-        echo "=== [$(( $(date +%s) - T0 ))s] pretrain $M (limit ${PT_M}s)" | tee -a "$OUT/log.txt"
-        timeout -s INT -k 40 $PT_M python3 train.py -m experiment=pretrain_synthetic model=$M data=${TASK:-synthetic} \
-            impl=fast_graph paths.output_dir=$S '~callbacks.last_checkpoint' "${X[@]}" >> "$OUT/log.txt" 2>&1
-        T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break 2  # 40 s for a signalled job to end (call 6: >15)
-        echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M seed $seed (limit ${T}s)" | tee -a "$OUT/log.txt"
-        timeout -s INT -k 40 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
-            seq_len=${LENGTHS:-1024,4096,2048,3072} seed=$seed batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
-            trainer.max_steps=${FSTEPS:-100} "${X[@]}" >> "$OUT/log.txt" 2>&1
-      done
+    # GPU_TESTS: pytest arguments run first (-m gpu), e.g. the batch-size contract a grid's batches rest on
+    [ -n "${GPU_TESTS:-}" ] && stage 180 python3 -m pytest -m gpu -q -p no:cacheprovider $GPU_TESTS
+    # CELLS ("seed:model:lengths ...", e.g. "1:led_base:3072 1:led_large:4096,2048"), when set, is the queue itself:
+    # a fresh machine has no finished jobs to skip, so a later session names the cells still missing
+    if [ -z "${CELLS:-}" ]; then
+      for seed in ${SEEDS:-1 2}; do for M in ${MODELS:-led_base led_large}; do CELLS="${CELLS:-} $seed:$M:${LENGTHS:-1024,4096,2048,3072}"; done; done
+    fi
+    for cell in $CELLS; do
+      IFS=: read -r seed M L <<< "$cell"
+      T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break
+      [ $T -gt ${PT:-240} ] && PT_M=${PT:-240} || PT_M=$T
+      echo "=== [$(( $(date +%s) - T0 ))s] pretrain $M (limit ${PT_M}s)" | tee -a "$OUT/log.txt"
+      timeout -s INT -k 40 $PT_M python3 train.py -m experiment=pretrain_synthetic model=$M data=${TASK:-synthetic} \
+          impl=fast_graph paths.output_dir=$S '~callbacks.last_checkpoint' "${X[@]}" >> "$OUT/log.txt" 2>&1
+      T=$(( $(left) - ${INFER_S:-0} - 50 )); [ $T -lt 60 ] && break  # 40 s for a signalled job to end (call 6: >15)
+      echo "=== [$(( $(date +%s) - T0 ))s] fine-tune $M seed $seed (limit ${T}s)" | tee -a "$OUT/log.txt"
+      timeout -s INT -k 40 $T python3 train.py -m experiment=finetune_synthetic "${G[@]}" model=$M data=${TASK:-synthetic} \
+          seq_len=$L seed=$seed batch_size=${BATCH:-auto} batch_size_memory_gib=${MEM:-48} \
+          trainer.max_steps=${FSTEPS:-100} "${X[@]}" >> "$OUT/log.txt" 2>&1
     done
     if [ "${INFER:-1}" = 1 ]; then
       T=$(( $(left) - 15 ))

@@ -90,3 +90,19 @@ def test_extra_overrides_reach_both_steps(tmp_path):
     (tmp_path / "plain").mkdir()
     lines, _ = run_grid(tmp_path / "plain", SEEDS="1", MODELS="led_base", BUDGET="400", INFER="0")
     assert len(lines) == 2 and not any("global_attention" in f for f in lines)
+
+
+def test_cells_name_the_queue_a_fresh_machine_still_needs(tmp_path):
+    """A later session's fresh machine has none of the earlier runs to skip: CELLS names the seed, model and lengths
+    of each step still missing, in that order, and the GPU tests named in GPU_TESTS run before any of them."""
+    lines, out = run_grid(tmp_path, CELLS="1:led_base:3072 1:led_large:4096,2048 2:led_base:1024,4096", BUDGET="900",
+                          INFER="0", GPU_TESTS="tests/lightning_modules/test_batch_size.py -k cap")
+    assert steps(lines) == ["pretrain led_base", "fine-tune led_base seed 1", "pretrain led_large",
+                            "fine-tune led_large seed 1", "pretrain led_base", "fine-tune led_base seed 2"]
+    fine = [line for line in lines if "finetune_synthetic" in line]
+    assert [w for f in fine for w in f.split() if w.startswith("seq_len=")] == [
+        "seq_len=3072", "seq_len=4096,2048", "seq_len=1024,4096"]
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    tests = [i for i, c in enumerate(calls) if c.startswith("-m pytest -m gpu")]
+    first_job = next(i for i, c in enumerate(calls) if c.startswith("train.py"))
+    assert len(tests) == 1 and tests[0] < first_job and calls[tests[0]].endswith("test_batch_size.py -k cap")
