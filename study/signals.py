@@ -40,7 +40,10 @@ def job_signals():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in STOP}
+    # the pre-timeout signals too: a job's GracefulStop installs them, and a handler left behind keeps that job's
+    # trainer, model and GPU memory alive into the next job (H200, 2026-12-02: a failed job's 34 GiB of captured
+    # step pool stayed, and the next two jobs of its multirun ran out of memory on their first step)
+    previous = {s: signal.getsignal(s) for s in STOP + REQUEUE}
     for s in STOP:
         signal.signal(s, _raise_now)
     try:
@@ -108,6 +111,10 @@ class GracefulStop(Callback):
         for s, h in self._previous.items():
             signal.signal(s, h)
         self._previous = {}
+
+    def on_exception(self, trainer, pl_module, exception):
+        # Lightning calls no teardown hook of a callback when fit fails: give the handlers back here
+        self.teardown(trainer, pl_module, "fit")
 
     def interrupted(self, step: int | None) -> Interrupted:
         """The Interrupted for the signal that stopped fit (requeueing first, for a pre-timeout signal)."""

@@ -210,6 +210,55 @@ def test_a_failing_job_does_not_stop_the_multirun(tmp_path, cache_dir):
     assert statuses == [("failed", None), ("ok", 160)]
 
 
+# a multirun in one process whose first job fails inside fit (validation raises, as a validation that runs out of
+# GPU memory does); after each job: whether that job's module is still alive, and what handles SIGUSR1/SIGUSR2
+LEAK_DRIVER = """
+import gc, json, signal, sys, weakref
+sys.path.insert(0, sys.argv[1])
+import study.run as run
+from lightning_modules.seq2seq import Seq2SeqModule
+made, calls = [], {"validation": 0}
+init = Seq2SeqModule.__init__
+def track(self, *a, **k):
+    init(self, *a, **k)
+    made.append(weakref.ref(self))
+Seq2SeqModule.__init__ = track
+validate = Seq2SeqModule.validation_step
+def fail_first(self, *a, **k):
+    calls["validation"] += 1
+    if calls["validation"] == 1:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 3.00 GiB")
+    return validate(self, *a, **k)
+Seq2SeqModule.validation_step = fail_first
+release = run.release_device_memory
+def checked():
+    release()
+    handlers = [type(getattr(signal.getsignal(s), "__self__", None)).__name__ for s in (signal.SIGUSR1, signal.SIGUSR2)]
+    print("JOB " + json.dumps({"alive": sum(r() is not None for r in made), "handlers": handlers}), flush=True)
+run.release_device_memory = checked
+sys.argv = ["train.py", *sys.argv[2:]]
+import runpy
+runpy.run_path(run.__file__.replace("study/run.py", "train.py"), run_name="__main__")
+"""
+
+
+def test_a_job_that_fails_inside_fit_leaves_nothing_alive_for_the_next_job(tmp_path, cache_dir):
+    """H200, 2026-12-02: LED-large at 4096 ran out of memory in its validation; the SIGUSR1/SIGUSR2 handlers its
+    GracefulStop had installed were never given back (Lightning calls no callback teardown when fit fails), so they
+    kept its trainer, model and 34 GiB of captured step alive, and the multirun's next two jobs ran out of memory
+    at their first step. Every job, failed or not, must leave its module collectable and the handlers as it found them."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(LEAK_DRIVER)
+    proc = subprocess.run([sys.executable, str(driver), str(ROOT), "-m", *SMOKE, "seq_len=128,160",
+                           f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    jobs = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("JOB ")]
+    assert proc.returncode == 1 and len(jobs) == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert jobs == [{"alive": 0, "handlers": ["NoneType", "NoneType"]}] * 2
+    statuses = sorted((r["status"], r["seq_len"]) for r in records(tmp_path, kind="train").values())
+    assert statuses == [("ok", 160), ("oom", 128)]
+
+
 # ---- runs that survive: real faults (kill, signals, refusals, divergence, concurrency, corruption, full disk) --------
 FAULT = [*SMOKE, "trainer.max_steps=6", "data.val_every_steps=2"]  # validations (and saved states) at steps 2, 4, 6
 
