@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_modules.batch_size import PROBE_CACHE, hold_to_memory_cap, resolve_batch_size
+from lightning_modules.batch_size import PROBE_CACHE, Validation, hold_to_memory_cap, resolve_batch_size
 from lightning_modules.models import count_parameters, save_architecture
 from lightning_modules.trainer import build_trainer
 from study import checks, ddp, provenance, record, signals
@@ -39,6 +39,8 @@ def train(cfg: DictConfig, run_dir) -> str:
         cfg.batch_size, cfg.paper_batch_sizes, cfg.data.task, spec, seq_len, model, cfg.data.max_target_len, cfg.trainer.precision,
         devices=data_parallel_devices(cfg), accumulate=int(cfg.trainer.accumulate_grad_batches), strategy=cfg.strategy.name,
         memory_gib=cfg.get("batch_size_memory_gib"), probe_cache=Path(cfg.paths.cache_dir) / PROBE_CACHE,
+        validation=Validation(int(cfg.data.eval_batch_size), int(cfg.module.generation.max_new_tokens),
+                              int(cfg.module.generation.get("num_beams", 1)), spec.attn_impl == "fast"),
     )
     # a batch sized to the paper's 48 GB card trains as on one: the process may not allocate past the cap
     held = hold_to_memory_cap(cfg.get("batch_size_memory_gib") if batch_source == "auto" else None)

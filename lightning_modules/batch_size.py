@@ -82,20 +82,69 @@ def paper_batch_size(table: dict, task: str, model_name: str, seq_len: int, devi
     return PaperBatch(per_device, total, note)
 
 
+class Validation(NamedTuple):
+    """What a run's validation generates, between its training steps and on top of their memory (the captured step's
+    pool, the weights, AdamW's state): its batch (data.eval_batch_size) and budget (module.generation). H200,
+    2026-12-02: LED-large at 4096 tokens, batch 14 within 48 GiB, trained and ran out of memory in its first
+    validation, whose cross-attention keys and values (3 GiB) the probe had not counted."""
+    batch_size: int
+    max_new_tokens: int
+    num_beams: int = 1
+    fast: bool = False  # the module decodes with the fast path's greedy decoder (module.attn_impl=fast)
+
+
 class StepPeak(NamedTuple):
     backward: float  # GiB reserved at the peak of forward and backward: weights, gradients, activations (linear in the batch)
     step: float      # GiB reserved at the peak of the whole step, AdamW's update included (its state and temporaries)
     weights: float = 0.0  # GiB of the model's own tensors on the device (its gradients take as much again)
 
 
-def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool) -> StepPeak | None:
-    """One forward, backward and AdamW step at full length: the memory a training step really needs.
+def _inputs(model, batch_size: int, seq_len: int, target_len: int, device, global_first: bool) -> dict:
+    vocab = model.config.vocab_size
+    if model.config.is_encoder_decoder:
+        ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len), device=device)
+        labels = torch.randint(5, min(vocab, 1000), (batch_size, target_len), device=device)
+    else:  # a decoder-only LM reads prompt and answer as one sequence (data/causal.py)
+        ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len + target_len), device=device)
+        labels = ids
+    kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    if global_first:
+        g = torch.zeros_like(ids)
+        g[:, 0] = 1
+        kwargs["global_attention_mask"] = g
+    return kwargs
+
+
+def _validate(model, validation: Validation, seq_len: int, device, precision: str, global_first: bool) -> None:
+    """One validation batch generated as the run generates it (seq2seq.generate's two paths), full length."""
+    kwargs = _inputs(model, validation.batch_size, seq_len, 1, device, global_first)
+    kwargs.pop("labels")
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+        if validation.fast and validation.num_beams == 1:
+            from lightning_modules.fast import greedy_generate
+
+            greedy_generate(model, kwargs["input_ids"], kwargs["attention_mask"], kwargs.get("global_attention_mask"),
+                            max_new_tokens=validation.max_new_tokens)
+            return
+        model.eval()
+        try:
+            with torch.no_grad():
+                model.generate(**kwargs, do_sample=False, max_new_tokens=validation.max_new_tokens,
+                               num_beams=validation.num_beams)
+        finally:
+            model.train()
+
+
+def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool,
+                   validation: Validation | None = None) -> StepPeak | None:
+    """One forward, backward and AdamW step at full length: the memory a training step really needs; with
+    validation, then a validation batch and a second step, as a run validates between steps (what its generation
+    keeps, e.g. the fast decoder's captured graph and buffers, stays through the next update).
     Returns its peaks in GiB, or None when the step ran out of memory. Counted as this model's own weights plus what
     the allocator reserved for the step on top of what was already there: memory another job of the same process left behind (a
     multirun) is not this model's. The backward's peak is kept apart because at small batches the update's (all
     of AdamW's state and temporaries, independent of the batch) is the larger: seen on the H200, 2026-12-02, where
     batches 1 and 2 peaked alike and the prediction from them overshot."""
-    vocab = model.config.vocab_size
     opt = None
     try:
         gc.collect()
@@ -103,36 +152,39 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
         before = torch.cuda.memory_reserved(device)  # what is left is held by live tensors: this model's, or another's
         own = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()) if t.device == device)
         torch.cuda.reset_peak_memory_stats(device)
-        if model.config.is_encoder_decoder:
-            ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len), device=device)
-            labels = torch.randint(5, min(vocab, 1000), (batch_size, target_len), device=device)
-        else:  # a decoder-only LM reads prompt and answer as one sequence (data/causal.py)
-            ids = torch.randint(5, min(vocab, 1000), (batch_size, seq_len + target_len), device=device)
-            labels = ids
-        kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-        if global_first:
-            g = torch.zeros_like(ids)
-            g[:, 0] = 1
-            kwargs["global_attention_mask"] = g
+        kwargs = _inputs(model, batch_size, seq_len, target_len, device, global_first)
         opt = torch.optim.AdamW(model.parameters(), lr=0.0)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
-            loss = model(**kwargs).loss
-        loss.backward()
-        torch.cuda.synchronize(device)
-        backward = (torch.cuda.max_memory_reserved(device) - before + own) / 2**30
-        opt.step()
-        torch.cuda.synchronize(device)
-        return StepPeak(backward, (torch.cuda.max_memory_reserved(device) - before + own) / 2**30, own / 2**30)
+
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+                loss = model(**kwargs).loss
+            loss.backward()
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_reserved(device)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.synchronize(device)
+            return peak
+
+        backward = step()
+        if validation is not None:
+            _validate(model, validation, seq_len, device, precision, global_first)
+            step()
+        reserved = torch.cuda.max_memory_reserved(device)
+        return StepPeak((backward - before + own) / 2**30, (reserved - before + own) / 2**30, own / 2**30)
     except torch.OutOfMemoryError:
         return None
     finally:
         if opt is not None:
             opt.zero_grad(set_to_none=True)
-        del opt
+        opt = None  # its state goes with it
         model.zero_grad(set_to_none=True)
         # a captured step (model.cuda_graph) keeps its memory pool: left alive, every probed size's pool stayed
-        # reserved into the run (H200, 2026-12-02: 57 GiB of private pools when the run moved its model back)
+        # reserved into the run (H200, 2026-12-02: 57 GiB of private pools when the run moved its model back);
+        # the fast decoder's graph and buffers likewise (the next probe, or the run, would find them already there)
         release_train_graphs(model)
+        if getattr(model, "_fast", None) is not None:
+            model._fast.gen_graph = None
         gc.collect()
         torch.cuda.empty_cache()
 
@@ -151,11 +203,12 @@ def check_memory_cap(memory_gib) -> float | None:
 
 
 def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, global_first: bool, limit: int = 1024,
-                        memory_gib: float | None = None) -> int:
-    """Largest batch whose full-length training step fits on the current GPU, and within memory_gib when given
-    (a smaller card emulated on a larger one: the paper's 48 GB A6000 on an 80 or 141 GB card): batch 2, then
-    guesses along a line (first through the memory every batch holds, then through two measured batches), each
-    probed; bisection after an out-of-memory guess."""
+                        memory_gib: float | None = None, validation: Validation | None = None) -> int:
+    """Largest batch whose full-length training step (and, given validation, a validation batch between two steps)
+    fits on the current GPU, and within memory_gib when given (a smaller card emulated on a larger one: the paper's
+    48 GB A6000 on an 80 or 141 GB card): batch 2, then guesses along a line (first through the memory every batch
+    holds, then through two measured batches), each probed; bisection after an out-of-memory guess. Within a cap,
+    the answer is then run once more held to it, as the run will be, and stepped down until it trains there."""
     if not torch.cuda.is_available():
         raise StudyError("batch_size=auto searches GPU memory and no GPU is visible; give batch_size=<n>")
     device = torch.device("cuda", torch.cuda.current_device())
@@ -172,7 +225,7 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
 
     def fits(size: int) -> bool:
         probes["n"] += 1
-        peak = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first)
+        peak = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first, validation)
         log.info("batch_size=auto probe: batch %d %s", size, "out of memory" if peak is None else
                  f"reserves {peak.backward:.2f} GiB at the backward's peak, {peak.step:.2f} GiB at the step's (budget {budget:.1f})")
         if peak is not None:
@@ -221,15 +274,44 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     while bad is not None and bad - good > 1:
         mid = (good + bad) // 2
         good, bad = (mid, bad) if fits(mid) else (good, mid)
+    confirmed = ""
+    if cap is not None and good > 0:
+        good, confirmed = _held_to(cap, good, model, seq_len, target_len, device, precision, global_first, validation)
     if good == 0:
         within = f" within batch_size_memory_gib={cap:g}" if cap is not None else ""
         raise StudyError(f"batch_size=auto: not even one sample of seq_len={seq_len} fits on this GPU{within}")
     model.to("cpu")
     torch.cuda.empty_cache()
-    log.info("batch_size=auto: %d fits at seq_len=%d%s (its step reserved %.1f GiB of the %.1f allowed; %d probes%s)", good, seq_len,
-             f" within {cap:g} GiB" if cap is not None else "", peaks[good].step, budget, probes["n"],
-             f"; {good + 1} not probed: the line puts it past the budget" if inferred else "")
+    step = f"its step reserved {peaks[good].step:.1f} GiB of the {budget:.1f} allowed" if good in peaks else "below the probed sizes"
+    log.info("batch_size=auto: %d fits at seq_len=%d%s (%s; %d probes%s%s)", good, seq_len,
+             f" within {cap:g} GiB" if cap is not None else "", step, probes["n"],
+             f"; {good + 1} not probed: the line puts it past the budget" if inferred else "", confirmed)
     return good
+
+
+HELD_TRIES = 3  # a batch that fails held to the cap is stepped down by 1/32 (at least 1) this many times at most
+
+
+def _held_to(cap: float, size: int, model, seq_len, target_len, device, precision, global_first, validation) -> tuple[int, str]:
+    """The probe measures on the whole card, where the allocator never has to give memory back; held to a cap it
+    must, and what it cannot (blocks split between live tensors) counts against the cap. On the H200 a batch whose
+    probe reserved 2.7 GiB ran out of memory held to 3 GiB with 0.38 GiB reserved and unusable. So the answer is run
+    once more held to the cap, the run's own condition, and stepped down while it runs out of memory there.
+    Returns (the batch, what the log should say about it)."""
+    for attempt in range(HELD_TRIES + 1):
+        hold_to_memory_cap(cap)
+        try:
+            fits = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first, validation) is not None
+        finally:
+            hold_to_memory_cap(None)
+        if fits:
+            return size, f"; trained held to {cap:g} GiB" + (f" after {attempt} step(s) down" if attempt else "")
+        log.info("batch_size=auto: batch %d ran out of memory held to %g GiB", size, cap)
+        if attempt == HELD_TRIES or size == 1:
+            break
+        size = max(1, size - max(1, size // 32))
+    raise StudyError(f"batch_size=auto: no batch of seq_len={seq_len} trains held to batch_size_memory_gib={cap:g} (the last tried: {size}); "
+                     f"its probes fitted on the whole card, so the cap is too tight for this allocator: give batch_size=<n> or a larger cap")
 
 
 def hold_to_memory_cap(memory_gib) -> float | None:
@@ -266,7 +348,8 @@ def code_digest(root: Path = CODE) -> str | None:
     return digest.hexdigest()[:20]
 
 
-def probe_key(model, seq_len: int, target_len: int, precision: str, global_first: bool, memory_gib, limit: int = 1024) -> str | None:
+def probe_key(model, seq_len: int, target_len: int, precision: str, global_first: bool, memory_gib, limit: int = 1024,
+              validation: Validation | None = None) -> str | None:
     """Everything the probe's answer depends on (the code, the libraries, the allocator's settings, the GPU, the
     architecture and its implementation, the input and the budget), hashed; None where the code cannot be read."""
     import transformers
@@ -285,6 +368,7 @@ def probe_key(model, seq_len: int, target_len: int, precision: str, global_first
         "fast": None if fast is None else {k: str(getattr(fast, k, None)) for k in ("compile", "cuda_graph", "residual_dtype", "fused_loss")},
         "seq_len": seq_len, "target_len": target_len, "precision": precision, "global_first": global_first,
         "memory_gib": memory_gib, "headroom": HEADROOM, "limit": limit,
+        "validation": None if validation is None else validation._asdict(),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -298,18 +382,18 @@ def _read_cache(path: Path) -> dict:
 
 
 def cached_max_batch_size(model, seq_len: int, target_len: int, precision: str, global_first: bool, memory_gib=None,
-                          cache_file: Path | None = None) -> tuple[int, str]:
+                          cache_file: Path | None = None, validation: Validation | None = None) -> tuple[int, str]:
     """(find_max_batch_size's answer, how it was had: `probed` or `cached (<file>)`). The answer is kept in
     cache_file under probe_key; each probed size costs a compile on the fast path (~16 s on the H200), five or so a
     run, which is more than a 100-step run trains."""
-    key = probe_key(model, seq_len, target_len, precision, global_first, memory_gib) if cache_file is not None else None
+    key = probe_key(model, seq_len, target_len, precision, global_first, memory_gib, validation=validation) if cache_file is not None else None
     if key is not None:
         hit = _read_cache(cache_file).get(key)
         if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] > 0:
             log.info("batch_size=auto: %d at seq_len=%d, as probed before with this model code, GPU and configuration (%s)", hit["batch_size"],
                      seq_len, cache_file)
             return hit["batch_size"], f"cached ({cache_file})"
-    n = find_max_batch_size(model, seq_len, target_len, precision, global_first, memory_gib=memory_gib)
+    n = find_max_batch_size(model, seq_len, target_len, precision, global_first, memory_gib=memory_gib, validation=validation)
     if key is not None:
         data = _read_cache(cache_file)
         data[key] = {"batch_size": n, "seq_len": seq_len, "memory_gib": memory_gib}
@@ -327,18 +411,19 @@ def cached_max_batch_size(model, seq_len: int, target_len: int, precision: str, 
 
 def resolve_batch_size(value, table: dict, task: str, spec, seq_len: int, model=None, target_len: int = 128, precision: str = "32-true",
                        devices: int = 1, accumulate: int = 1, strategy: str | None = None, memory_gib=None,
-                       probe_cache: Path | None = None) -> tuple[int, str, dict]:
+                       probe_cache: Path | None = None, validation: Validation | None = None) -> tuple[int, str, dict]:
     """(per-device batch size, how it was chosen, what to record beside it).
 
     devices: data-parallel devices over all nodes; accumulate: gradient accumulation steps (batch_size=paper divides
     the paper's total by their product). memory_gib: batch_size=auto's memory cap; probe_cache: where auto keeps
-    its answers (None: always probe)."""
+    its answers (None: always probe); validation: what the run's validation generates (auto counts its memory)."""
     cap = check_memory_cap(memory_gib)
     if value == "paper":
         paper = paper_batch_size(table, task, spec.name, seq_len, devices, accumulate, strategy)
         return paper.per_device, "paper", {"paper_total_batch_size": paper.total, "paper_batch_note": paper.note}
     if value == "auto":
-        n, how = cached_max_batch_size(model, seq_len, target_len, precision, spec.global_attention_on_first_token, cap, probe_cache)
+        n, how = cached_max_batch_size(model, seq_len, target_len, precision, spec.global_attention_on_first_token, cap, probe_cache,
+                                       validation)
         return n, "auto", {"batch_size_memory_gib": cap, "batch_size_probe": how}
     try:
         n = int(value)

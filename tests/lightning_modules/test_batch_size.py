@@ -117,18 +117,25 @@ def test_auto_needs_a_gpu(monkeypatch):
         bs.resolve_batch_size("auto", TABLE, "summarization", Spec("led_base"), 1024, model=torch.nn.Linear(2, 2))
 
 
+CONFIRMED: list[int] = []  # the sizes _fake_gpu's probe ran held to a cap, in order
+
+
 def _fake_gpu(monkeypatch, peak_of, card_gib=141.0, weights=0.0):
     """A stand-in GPU: peak_of(size) is the peak memory (GiB) of a full-length step at that batch (a number: the
     backward's and the step's alike; or a StepPeak), None for OOM; weights: the model's own GiB the probe reports."""
     tried, held = [], []
+    CONFIRMED.clear()
 
     def fake_peak(model, size, *args):
-        assert held and held[-1] == 1.0, "the probe measures on the whole card"
-        tried.append(size)
+        assert held, "the probe sets the hold it measures under"
         peak = peak_of(size)
-        if peak is None:
-            return None
-        return bs.StepPeak(peak, peak, weights) if isinstance(peak, float) else bs.StepPeak(peak.backward, peak.step, weights)
+        if peak is not None:
+            peak = bs.StepPeak(peak, peak, weights) if isinstance(peak, float) else bs.StepPeak(peak.backward, peak.step, weights)
+        if held[-1] < 1.0:  # the answer run once more held to the cap (bs._held_to): out of memory past it
+            CONFIRMED.append(size)
+            return None if peak is None or peak.step > held[-1] * card_gib else peak
+        tried.append(size)  # a probe of the search, on the whole card
+        return peak
 
     class Props:
         name = "Stand-in GPU"
@@ -308,6 +315,48 @@ def test_auto_cap_below_one_sample_and_a_cap_that_changes_nothing(monkeypatch, c
     assert (n, source, extra) == (19, "auto", {"batch_size_memory_gib": 48.0, "batch_size_probe": "probed"})  # no cache given
 
 
+def test_the_answer_within_a_cap_is_run_held_to_it_and_stepped_down_until_it_trains(monkeypatch, caplog):
+    """Held to a cap the allocator must give memory back and cannot give what is split between live tensors (H200,
+    2026-12-02: a batch whose probe reserved 2.7 GiB ran out of memory held to 3 GiB, 0.38 GiB reserved and
+    unusable). Here a step held to the cap needs 15% more than it reserved on the whole card: the search's 70
+    (43 GiB <= 43.2) fails held to 48 (49.5), so does 68 (48.3), and 66 (47.2) trains and is the answer."""
+    caplog.set_level("INFO", logger="lightning_modules.batch_size")
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size, weights=4.0)
+    fake = bs._step_peak_gib
+
+    def fragmented(model_, size, *args):
+        before = len(CONFIRMED)
+        peak = fake(model_, size, *args)
+        if len(CONFIRMED) > before and peak is not None and peak.step * 1.15 > 48:
+            return None  # held to the cap, the same step needs 15% more
+        return peak
+
+    monkeypatch.setattr(bs, "_step_peak_gib", fragmented)
+    assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True, memory_gib=48) == 66
+    assert tried[-1] == 70 and CONFIRMED == [70, 68, 66]
+    said = [r.message for r in caplog.records]
+    assert any("batch 70 ran out of memory held to 48 GiB" in m for m in said)
+    assert any("66 fits at seq_len=1024 within 48 GiB" in m and "trained held to 48 GiB after 2 step(s) down" in m for m in said)
+    # without a cap nothing is run held (the whole card is what the probe measured on)
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size, weights=4.0)
+    assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True) == 237 and CONFIRMED == []
+
+
+def test_a_cap_no_batch_trains_held_to_is_refused_in_one_line(monkeypatch):
+    model, _ = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size, weights=4.0)
+    fake = bs._step_peak_gib
+
+    def never_held(model_, size, *args):
+        before = len(CONFIRMED)
+        peak = fake(model_, size, *args)
+        return None if len(CONFIRMED) > before else peak  # every step held to the cap runs out of memory
+
+    monkeypatch.setattr(bs, "_step_peak_gib", never_held)
+    with pytest.raises(StudyError, match=r"no batch of seq_len=1024 trains held to batch_size_memory_gib=48 \(the last tried: 64\)"):
+        bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True, memory_gib=48)
+    assert CONFIRMED == [70, 68, 66, 64]
+
+
 @pytest.mark.parametrize("cap", [0, -48, "big"])
 def test_a_bad_memory_cap_is_refused(cap):
     with pytest.raises(StudyError, match=f"batch_size_memory_gib={cap} must be a positive number of GiB"):
@@ -354,6 +403,57 @@ def test_the_probe_counts_what_the_allocator_reserved_not_what_tensors_held(monk
     own = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers())) / 2**30
     peak = bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True)
     assert peak.step == pytest.approx(46 + own) and peak.backward == pytest.approx(46 + own)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_probe_runs_a_validation_batch_between_two_steps_as_a_run_does(monkeypatch, fast):
+    """H200, 2026-12-02: LED-large at 4096 tokens, batch 14 within 48 GiB, trained 50 steps and ran out of memory in
+    its first validation (3 GiB of cross-attention keys and values on top of the captured step's pool). Given the
+    run's validation, the probe's step is: train, generate one validation batch (the run's batch, budget and
+    decoder), train again; and the fast decoder's graph does not outlive the probe."""
+    from lightning_modules import fast as fast_pkg
+    from lightning_modules.fast import apply_fast_path
+
+    for name in ("empty_cache", "reset_peak_memory_stats", "synchronize"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 2**30)
+    model = _tiny_led()
+    if fast:
+        model = apply_fast_path(model)
+    events = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: events.append("train" if "labels" in k else "forward") or forward(*a, **k))
+    if fast:
+        greedy = fast_pkg.greedy_generate
+
+        def traced(m, ids, *a, **k):
+            events.append(("generate", ids.shape[0], ids.shape[1], k["max_new_tokens"]))
+            m._fast.gen_graph = "a decoder graph"  # as a GPU's capture leaves it
+            return greedy(m, ids, *a, **k)
+
+        monkeypatch.setattr(fast_pkg, "greedy_generate", traced)
+    else:
+        generate = model.generate
+        monkeypatch.setattr(model, "generate", lambda **k: events.append(
+            ("generate", k["input_ids"].shape[0], k["input_ids"].shape[1], k["max_new_tokens"])) or generate(**k))
+    validation = bs.Validation(batch_size=3, max_new_tokens=5, fast=fast)
+    peak = bs._step_peak_gib(model, 2, 16, 4, torch.device("cpu"), "32-true", True, validation)
+    assert peak is not None and model.training
+    assert [e for e in events if e != "forward"] == ["train", ("generate", 3, 16, 5), "train"]
+    if fast:
+        assert model._fast.gen_graph is None
+    events.clear()
+    assert bs._step_peak_gib(model, 2, 16, 4, torch.device("cpu"), "32-true", True) is not None
+    assert events == ["train"]  # no validation given: one step, as before
+
+
+def test_the_probes_answer_depends_on_the_validation_it_counted(monkeypatch):
+    model, _ = _cacheable(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    keys = {bs.probe_key(model, 1024, 128, "bf16-mixed", True, 48, validation=v)
+            for v in (None, bs.Validation(16, 128), bs.Validation(16, 1024), bs.Validation(8, 128), bs.Validation(16, 128, fast=True))}
+    assert len(keys) == 5
 
 
 def test_the_probe_leaves_no_captured_step_behind(monkeypatch):
@@ -505,24 +605,33 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 @gpu
 def test_the_batch_found_within_a_cap_trains_held_to_it():
     """The contract on the card: the largest batch batch_size=auto finds within a cap trains, captured step and AdamW,
-    in a process held to that cap (H200, 2026-12-02: sized by the memory its tensors held, LED-base's batch 192
-    within 48 GiB ran out of memory at its run's first update)."""
+    with a validation batch generated between steps, in a process held to that cap (H200, 2026-12-02: sized by the
+    memory its tensors held, LED-base's batch 192 within 48 GiB ran out of memory at its run's first update; sized
+    without its validation, LED-large's 14 at 4096 tokens ran out in its first validation; and this test, before the
+    answer was run held to the cap, ran out of memory in its first step's warm-up held to 3 GiB)."""
     from transformers import LEDForConditionalGeneration
 
-    from lightning_modules.fast import apply_fast_path, release_train_graphs
+    from lightning_modules.fast import apply_fast_path, greedy_generate, release_train_graphs
 
     config = LEDConfig(vocab_size=1000, d_model=256, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                        decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024, attention_window=[128, 128],
                        max_encoder_position_embeddings=1024, max_decoder_position_embeddings=64)
     model = apply_fast_path(LEDForConditionalGeneration(config), cuda_graph=True)
     cap, seq_len, target_len = 3.0, 1024, 24
-    n = bs.find_max_batch_size(model, seq_len, target_len, "bf16-mixed", True, limit=512, memory_gib=cap)
+    validation = bs.Validation(batch_size=16, max_new_tokens=target_len, fast=True)
+    n = bs.find_max_batch_size(model, seq_len, target_len, "bf16-mixed", True, limit=512, memory_gib=cap, validation=validation)
     assert 1 < n < 512  # the cap, not the limit, decided
     try:
         bs.hold_to_memory_cap(cap)
         model.cuda().train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        for _ in range(3):
+        for i in range(3):
+            if i == 1:  # a validation between steps, as the run's every data.val_every_steps
+                ids = torch.randint(5, 1000, (16, seq_len), device="cuda")
+                glob = torch.zeros_like(ids)
+                glob[:, 0] = 1
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    greedy_generate(model, ids, torch.ones_like(ids), glob, max_new_tokens=target_len)
             ids = torch.randint(5, 1000, (n, seq_len), device="cuda")
             glob = torch.zeros_like(ids)
             glob[:, 0] = 1
@@ -535,4 +644,5 @@ def test_the_batch_found_within_a_cap_trains_held_to_it():
         assert torch.isfinite(loss) and len(model._fast.train_graphs) == 1
     finally:
         release_train_graphs(model)
+        model._fast.gen_graph = None
         bs.hold_to_memory_cap(None)
