@@ -145,9 +145,19 @@ def _check_global_attention(cfg: DictConfig) -> None:
                              "(only LED has global tokens)")
 
 
+def _check_auto_batch_device(cfg: DictConfig) -> None:
+    """batch_size=auto sizes a GPU's batch: under a strategy that trains on the CPU it would probe the GPU and then
+    train elsewhere (seen on the H200: probed, held to 48 GiB, then trained on the CPU)."""
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator")
+    if str(OmegaConf.select(cfg, "batch_size")) == "auto" and accelerator == "cpu":
+        raise StudyError(f"batch_size=auto sizes a GPU's batch, and strategy={OmegaConf.select(cfg, 'strategy.name')} trains on the "
+                         "CPU (trainer.accelerator=cpu): give batch_size=<n>, or a GPU strategy (strategy=single_gpu)")
+
+
 def check(cfg: DictConfig) -> None:
     """Raise a StudyError for the first value in RULES that breaks its rule."""
     _check_scratch_recipe(cfg)
+    _check_auto_batch_device(cfg)
     _check_residual_dtype(cfg)
     _check_global_attention(cfg)
     for key, (rule, allowed) in RULES.items():

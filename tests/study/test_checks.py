@@ -65,6 +65,16 @@ def test_bf16_residual_stream_needs_bf16_autocast():
     check(composed("train", "impl=fast_graph", "model.residual_dtype=bfloat16"))  # bf16-mixed: accepted
 
 
+def test_an_auto_batch_for_a_run_that_trains_on_the_cpu_is_refused():
+    """H200, 2026-12-02: batch_size=auto without a GPU strategy probed the GPU, held the process to 48 GiB, and then
+    trained on the CPU (the default strategy)."""
+    with pytest.raises(StudyError) as e:
+        check(composed("train", "batch_size=auto", "strategy=cpu"))
+    assert str(e.value).startswith("batch_size=auto sizes a GPU's batch, and strategy=cpu trains on the CPU") and "\n" not in str(e.value)
+    check(composed("train", "batch_size=auto", "strategy=single_gpu"))
+    check(composed("train", "batch_size=8", "strategy=cpu"))
+
+
 @pytest.mark.parametrize(
     "override, line",
     [
