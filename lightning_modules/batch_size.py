@@ -97,6 +97,7 @@ class StepPeak(NamedTuple):
     backward: float  # GiB reserved at the peak of forward and backward: weights, gradients, activations (linear in the batch)
     step: float      # GiB reserved at the peak of the whole step, AdamW's update included (its state and temporaries)
     weights: float = 0.0  # GiB of the model's own tensors on the device (its gradients take as much again)
+    other: float = 0.0    # GiB the process had reserved besides the model before the step (e.g. cuBLAS workspaces)
 
 
 def _inputs(model, batch_size: int, seq_len: int, target_len: int, device, global_first: bool) -> dict:
@@ -171,7 +172,8 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
             _validate(model, validation, seq_len, device, precision, global_first)
             step()
         reserved = torch.cuda.max_memory_reserved(device)
-        return StepPeak((backward - before + own) / 2**30, (reserved - before + own) / 2**30, own / 2**30)
+        return StepPeak((backward - before + own) / 2**30, (reserved - before + own) / 2**30, own / 2**30,
+                        max(before - own, 0) / 2**30)
     except torch.OutOfMemoryError:
         return None
     finally:
@@ -223,14 +225,20 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
     peaks: dict[int, StepPeak] = {}  # every probed size that did not run out of memory
     probes = {"n": 0}
 
+    def need(peak: StepPeak) -> float:
+        # held to a cap the process's other reserved memory counts against it as the step does (the hold binds on
+        # everything the allocator reserved); on the whole card it is not this model's (another job's, say)
+        return peak.step + (peak.other if cap is not None else 0.0)
+
     def fits(size: int) -> bool:
         probes["n"] += 1
         peak = _step_peak_gib(model, size, seq_len, target_len, device, precision, global_first, validation)
         log.info("batch_size=auto probe: batch %d %s", size, "out of memory" if peak is None else
-                 f"reserves {peak.backward:.2f} GiB at the backward's peak, {peak.step:.2f} GiB at the step's (budget {budget:.1f})")
+                 f"reserves {peak.backward:.2f} GiB at the backward's peak, {peak.step:.2f} GiB at the step's"
+                 + (f" + {peak.other:.2f} GiB the process held besides" if cap is not None else "") + f" (budget {budget:.1f})")
         if peak is not None:
             peaks[size] = peak
-        return peak is not None and peak.step <= budget
+        return peak is not None and need(peak) <= budget
 
     # A step's memory at its backward is the weights and their gradients (twice the model's own bytes) plus
     # activations that grow with the batch, and the update adds a fixed amount. Each line's slope is the backward's
@@ -258,11 +266,11 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
                 if other not in peaks:
                     break  # the last guess ran out of memory: no line through it
                 slope = (peaks[other].backward - peaks[good].backward) / (other - good)
-            guess = limit if slope <= 0 else good + int((budget - peaks[good].step) / slope)
+            guess = limit if slope <= 0 else good + int((budget - need(peaks[good])) / slope)
             guess = min(guess, limit, bad - 1 if bad is not None else limit)
             if guess <= good:  # the line says good + 1 does not fit
                 if bad is not None and bad > good + 1:
-                    if i > 0 and slope > 0 and peaks[good].step + 1.25 * slope > budget:
+                    if i > 0 and slope > 0 and need(peaks[good]) + 1.25 * slope > budget:
                         bad, inferred = good + 1, True  # by the line through two measurements, not probed
                     else:
                         good, bad = (good + 1, bad) if fits(good + 1) else (good, good + 1)
@@ -282,7 +290,7 @@ def find_max_batch_size(model, seq_len: int, target_len: int, precision: str, gl
         raise StudyError(f"batch_size=auto: not even one sample of seq_len={seq_len} fits on this GPU{within}")
     model.to("cpu")
     torch.cuda.empty_cache()
-    step = f"its step reserved {peaks[good].step:.1f} GiB of the {budget:.1f} allowed" if good in peaks else "below the probed sizes"
+    step = f"its step reserved {need(peaks[good]):.1f} GiB of the {budget:.1f} allowed" if good in peaks else "below the probed sizes"
     log.info("batch_size=auto: %d fits at seq_len=%d%s (%s; %d probes%s%s)", good, seq_len,
              f" within {cap:g} GiB" if cap is not None else "", step, probes["n"],
              f"; {good + 1} not probed: the line puts it past the budget" if inferred else "", confirmed)

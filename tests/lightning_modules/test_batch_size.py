@@ -342,6 +342,17 @@ def test_the_answer_within_a_cap_is_run_held_to_it_and_stepped_down_until_it_tra
     assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True) == 237 and CONFIRMED == []
 
 
+def test_within_a_cap_what_else_the_process_reserved_counts_against_it(monkeypatch):
+    """A hold binds on everything the allocator reserved, not only this model's step: 2 GiB the process held besides
+    (cuBLAS workspaces of earlier probes' streams, say) take 2 GiB of a 48 GiB cap, so 66 (10 + 33 <= 43.2), not 70.
+    On the whole card they are not counted (they are not this model's: 237 either way)."""
+    model, tried = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size, weights=4.0)
+    fake = bs._step_peak_gib
+    monkeypatch.setattr(bs, "_step_peak_gib", lambda *a: (lambda p: p and p._replace(other=2.0))(fake(*a)))
+    assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True, memory_gib=48) == 66
+    assert bs.find_max_batch_size(model, 1024, 128, "bf16-mixed", True) == 237
+
+
 def test_a_cap_no_batch_trains_held_to_is_refused_in_one_line(monkeypatch):
     model, _ = _fake_gpu(monkeypatch, lambda size: 8.0 + 0.5 * size, weights=4.0)
     fake = bs._step_peak_gib
@@ -387,6 +398,7 @@ def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch)
     own = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
     peak = bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True)
     assert peak.step == pytest.approx(3 + own / 2**30) and peak.backward == peak.step  # not 103
+    assert peak.other == pytest.approx(100 - own / 2**30)  # kept apart: held to a cap it counts (the next test but one)
 
 
 def test_the_probe_counts_what_the_allocator_reserved_not_what_tensors_held(monkeypatch):
