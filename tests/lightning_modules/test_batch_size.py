@@ -398,7 +398,7 @@ def test_the_probe_counts_its_own_model_not_memory_another_job_left(monkeypatch)
     own = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
     peak = bs._step_peak_gib(model, 1, 16, 4, torch.device("cpu"), "32-true", True)
     assert peak.step == pytest.approx(3 + own / 2**30) and peak.backward == peak.step  # not 103
-    assert peak.other == pytest.approx(100 - own / 2**30)  # kept apart: held to a cap it counts (the next test but one)
+    assert peak.other == pytest.approx(100 - own / 2**30)  # kept apart: held to a cap it counts (test_within_a_cap_what_else_the_process_reserved_counts_against_it)
 
 
 def test_the_probe_counts_what_the_allocator_reserved_not_what_tensors_held(monkeypatch):
