@@ -12,8 +12,11 @@ BigBird's "no padding" shortcut, and the decoder length. One graph per (batch sh
 dtype); all share one memory pool.
 
 Rules that keep a replay the same function as an eager step:
-- Labels are padded with -100 to a power-of-two length: the decoder is causal and the loss ignores -100, so loss
-  and gradients are unchanged, and a run needs a handful of graphs, not one per target length.
+- Labels are padded with -100 to a power-of-two length, and never shorter than the longest padded length this
+  model has trained on: the decoder is causal and the loss ignores -100, so loss and gradients are unchanged, and a
+  run keeps one graph per label length it has grown to, not one per target length. A longer one replaces the
+  graphs before it is captured: a new capture's warm-up runs outside the pool, and with the old pool still held a
+  step at batch_size=auto's batch would need its activations twice (out of memory, within a cap or not).
 - Gradients are handed to autograd as the graph's own buffers (no copy). Before the next replay, a .grad still
   pointing into them (gradient accumulation, zero_grad(set_to_none=False)) is copied out, so accumulation stays
   correct.
@@ -36,12 +39,13 @@ def pow2(n):
     return 1 << max(n - 1, 0).bit_length()
 
 
-def static_plan(model, input_ids, attention_mask, global_attention_mask, labels):
-    """The host decisions of one training forward -> (labels padded to the graph's length, plan kwargs)."""
+def static_plan(model, input_ids, attention_mask, global_attention_mask, labels, floor: int = 0):
+    """The host decisions of one training forward -> (labels padded to the graph's length, plan kwargs);
+    floor: the shortest label length to pad to (the longest a run has padded to so far)."""
     cfg = model.config
     T = labels.shape[1]
     limit = getattr(cfg, "max_decoder_position_embeddings", None) or cfg.max_position_embeddings
-    Tg = max(T, min(pow2(T), limit))
+    Tg = max(T, min(pow2(T), limit), min(floor, limit))
     if Tg > T:
         labels = F.pad(labels, (0, Tg - T), value=IGNORE_INDEX)
     return labels, model._fast.path.static_plan(input_ids, attention_mask, global_attention_mask)
@@ -101,6 +105,9 @@ class _Replay(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
+        if ctx.graph is None:
+            raise RuntimeError("model.cuda_graph: a captured step's loss backpropagates once (retain_graph is not "
+                               "supported); set model.cuda_graph=false")
         if ctx.graphs.replays != ctx.n:
             raise RuntimeError("model.cuda_graph: this loss's graph was replayed by a later training forward before "
                                "its backward (saved activations overwritten); backpropagate each loss before the "
@@ -108,6 +115,8 @@ class _Replay(torch.autograd.Function):
         g = ctx.graph
         g.grad_out.copy_(grad)
         g.bwd.replay()
+        # a logged loss (Lightning keeps the last step's) would otherwise keep a replaced graph and its pool alive
+        ctx.graph = ctx.graphs = None
         return (None, None, None) + tuple(None if t is None else t.detach() for t in g.grads)
 
 
@@ -120,6 +129,7 @@ class TrainGraphs:
         self.pool = None
         self.replays = 0  # training forwards replayed, model-wide: a backward must follow its own forward
         self._grad_ptrs = set()
+        self.label_len = 0  # the longest padded label length captured since the last reset: shorter labels pad to it
 
     def __len__(self):
         return len(self.graphs)
@@ -129,6 +139,7 @@ class TrainGraphs:
         self.graphs.clear()
         self._grad_ptrs.clear()
         self.pool = None
+        self.label_len = 0
 
     def _release_grads(self, params):
         # a .grad that is one of our buffers would be overwritten by the next replay: give it its own memory
@@ -140,7 +151,7 @@ class TrainGraphs:
     def loss(self, model, input_ids, attention_mask, global_attention_mask, labels):
         from .model import fast_outputs
 
-        labels, plan = static_plan(model, input_ids, attention_mask, global_attention_mask, labels)
+        labels, plan = static_plan(model, input_ids, attention_mask, global_attention_mask, labels, self.label_len)
         given = dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
                      labels=labels)
         names = tuple(k for k, v in given.items() if v is not None)
@@ -152,8 +163,11 @@ class TrainGraphs:
         self._release_grads(params)
         graph = self.graphs.get(key)
         if graph is not None and graph.stale(params):
+            label_len = self.label_len
             self.reset()  # parameters were replaced or moved: every capture is stale
-            graph = None
+            self.label_len, graph = label_len, None
+        if graph is None and labels.shape[1] > self.label_len and self.graphs:
+            self.reset()  # longer labels than any capture so far: later shorter ones pad to these, the old graphs go
         if graph is None:
             if self.pool is None:
                 self.pool = torch.cuda.graph_pool_handle()
@@ -168,6 +182,7 @@ class TrainGraphs:
                 raise
             self.graphs[key] = graph
             self._grad_ptrs.update(t.data_ptr() for t in graph.grads if t is not None)
+            self.label_len = max(self.label_len, labels.shape[1])
         for static, t in zip(graph.inputs, tensors):
             static.copy_(t)
         self.replays += 1

@@ -109,6 +109,61 @@ def test_releasing_a_models_train_graphs_forgets_them():
     release_train_graphs(apply_fast_path(led_model()))
 
 
+def test_labels_pad_to_the_longest_length_captured_and_a_longer_one_replaces_the_graphs(monkeypatch):
+    """One graph per label length a run has grown to, not per power of two it meets: a shorter batch pads to the
+    capture it can replay (its loss and gradients unchanged: -100 is ignored), and a longer one first forgets the
+    graphs before it (a new capture's warm-up runs outside the pool; with the old pool held, a step at the largest
+    batch would need its activations twice). Shapes only, on the CPU: the captures are stand-ins."""
+    import lightning_modules.fast.step_graph as sg
+
+    captured = []
+
+    class Capture:
+        def __init__(self, fn, tensors, params, pool, autocast, warmup):
+            captured.append(tensors[-1].shape[1])  # the padded labels' length
+            self.inputs, self.params = [t.clone() for t in tensors], params
+            self.fwd = type("G", (), {"replay": lambda self: None})()
+            self.loss, self.grads = torch.tensor(1.0), [None] * len(params)
+
+        def stale(self, params):
+            return False
+
+    monkeypatch.setattr(sg, "_Graph", Capture)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: object())
+    m = apply_fast_path(led_model(), cuda_graph=True)
+    graphs = m._fast.train_graphs
+    for T, padded in ((20, 32), (10, 32), (40, 64), (20, 64), (12, 64)):
+        kw = inputs(256, True, T=T)
+        graphs.loss(m, kw["input_ids"], kw["attention_mask"], kw["global_attention_mask"], kw["labels"])
+        assert graphs.label_len == padded
+    assert captured == [32, 64] and len(graphs) == 1  # the 32 graph went when the 64 one came
+    labels, _ = static_plan(m, kw["input_ids"], kw["attention_mask"], kw["global_attention_mask"], kw["labels"], floor=512)
+    assert labels.shape[1] == 64  # never past the decoder's positions (64 here)
+    release_train_graphs(m)
+    assert graphs.label_len == 0  # a probe's captures (at the longest labels) do not set the run's length
+
+
+def test_a_replayed_loss_lets_go_of_its_graph_once_backpropagated():
+    """Lightning keeps the last step's loss; through it the replay's autograd node kept its captured graph, so a
+    graph replaced by a longer label length stayed alive (and its pool reserved) while the next one was captured.
+    After its backward the node holds none; a second backward of it is refused in one line."""
+    from lightning_modules.fast.step_graph import TrainGraphs, _Replay
+
+    w = torch.nn.Parameter(torch.ones(3))
+    noop = type("G", (), {"replay": lambda self: None})()
+    graph = type("Capture", (), {"fwd": noop, "bwd": noop, "loss": torch.tensor(2.0), "grad_out": torch.zeros(()),
+                                 "grads": [torch.full((3,), 0.5)]})()
+    graphs = TrainGraphs()
+    graphs.replays = 1
+    loss = _Replay.apply(graphs, graph, 1, w).clone()
+    loss.backward(retain_graph=True)
+    assert torch.equal(w.grad, torch.full((3,), 0.5))
+    node = loss.grad_fn.next_functions[0][0]
+    assert node.graph is None and node.graphs is None
+    with pytest.raises(RuntimeError, match="backpropagates once"):
+        loss.backward()
+
+
 # ------------------------------------------------------------------------------------------------------- GPU
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
