@@ -303,7 +303,7 @@ HELD_TRIES = 3  # a batch that fails held to the cap is stepped down by 1/32 (at
 def _held_to(cap: float, size: int, model, seq_len, target_len, device, precision, global_first, validation) -> tuple[int, str]:
     """The probe measures on the whole card, where the allocator never has to give memory back; held to a cap it
     must, and what it cannot (blocks split between live tensors) counts against the cap. On the H200 a batch whose
-    probe reserved 2.7 GiB ran out of memory held to 3 GiB with 0.38 GiB reserved and unusable. So the answer is run
+    probe reserved under 2.7 GiB (3 less 10%) ran out of memory held to 3 GiB with 0.38 GiB reserved and unusable. So the answer is run
     once more held to the cap, the run's own condition, and stepped down while it runs out of memory there.
     Returns (the batch, what the log should say about it)."""
     for attempt in range(HELD_TRIES + 1):
