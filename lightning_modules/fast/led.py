@@ -131,6 +131,7 @@ def led_encode(enc, input_ids, attention_mask, global_attention_mask, layer_fn=l
 class LEDFastPath(FastPath):
     encoder_layer = staticmethod(led_layer)
     takes_global_mask = True
+    plan_floors = ("n_glob",)  # global slots beyond the rows' counts are inert (led_encode)
 
     def base(self, model):
         return model.led

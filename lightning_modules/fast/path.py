@@ -10,6 +10,7 @@ class FastPath:
     pre_ln = False  # the decoder normalises before each block (Pegasus) rather than after (BART/LED)
     takes_global_mask = False  # whether `global_attention_mask` is a model input
     uses_cache = False  # whether encode() reads a static per-layer cache (FastState.enc_cache)
+    plan_floors = ()  # static_plan's counts that may be raised (the extra slots are inert): a captured step keeps the largest
 
     def base(self, model):
         """The inner model holding .encoder and .decoder."""

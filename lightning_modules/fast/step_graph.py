@@ -14,9 +14,11 @@ dtype); all share one memory pool.
 Rules that keep a replay the same function as an eager step:
 - Labels are padded with -100 to a power-of-two length, and never shorter than the longest padded length this
   model has trained on: the decoder is causal and the loss ignores -100, so loss and gradients are unchanged, and a
-  run keeps one graph per label length it has grown to, not one per target length. A longer one replaces the
-  graphs before it is captured: a new capture's warm-up runs outside the pool, and with the old pool still held a
-  step at batch_size=auto's batch would need its activations twice (out of memory, within a cap or not).
+  run keeps one graph per label length it has grown to, not one per target length. The same for a family's counts
+  whose extra slots are inert (FastPath.plan_floors: LED's global slots, which vary with a QA batch's questions).
+  A longer one replaces the graphs before it is captured: a new capture's warm-up runs outside the pool, and with
+  the old pool still held a step at batch_size=auto's batch would need its activations twice (out of memory,
+  within a cap or not).
 - Gradients are handed to autograd as the graph's own buffers (no copy). Before the next replay, a .grad still
   pointing into them (gradient accumulation, zero_grad(set_to_none=False)) is copied out, so accumulation stays
   correct.
@@ -130,6 +132,7 @@ class TrainGraphs:
         self.replays = 0  # training forwards replayed, model-wide: a backward must follow its own forward
         self._grad_ptrs = set()
         self.label_len = 0  # the longest padded label length captured since the last reset: shorter labels pad to it
+        self.plan_floor = {}  # the same for the family's plan_floors (e.g. LED's n_glob)
 
     def __len__(self):
         return len(self.graphs)
@@ -139,7 +142,7 @@ class TrainGraphs:
         self.graphs.clear()
         self._grad_ptrs.clear()
         self.pool = None
-        self.label_len = 0
+        self.label_len, self.plan_floor = 0, {}
 
     def _release_grads(self, params):
         # a .grad that is one of our buffers would be overwritten by the next replay: give it its own memory
@@ -152,6 +155,9 @@ class TrainGraphs:
         from .model import fast_outputs
 
         labels, plan = static_plan(model, input_ids, attention_mask, global_attention_mask, labels, self.label_len)
+        floors = model._fast.path.plan_floors
+        plan = {k: max(v, self.plan_floor.get(k, 0)) if k in floors else v for k, v in plan.items()}
+        grew = labels.shape[1] > self.label_len or any(plan[k] > self.plan_floor.get(k, 0) for k in floors if k in plan)
         given = dict(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
                      labels=labels)
         names = tuple(k for k, v in given.items() if v is not None)
@@ -163,11 +169,11 @@ class TrainGraphs:
         self._release_grads(params)
         graph = self.graphs.get(key)
         if graph is not None and graph.stale(params):
-            label_len = self.label_len
+            kept = self.label_len, self.plan_floor
             self.reset()  # parameters were replaced or moved: every capture is stale
-            self.label_len, graph = label_len, None
-        if graph is None and labels.shape[1] > self.label_len and self.graphs:
-            self.reset()  # longer labels than any capture so far: later shorter ones pad to these, the old graphs go
+            (self.label_len, self.plan_floor), graph = kept, None
+        if graph is None and grew and self.graphs:
+            self.reset()  # longer labels (or more slots) than any capture so far: later ones pad to these, the old graphs go
         if graph is None:
             if self.pool is None:
                 self.pool = torch.cuda.graph_pool_handle()
@@ -183,6 +189,7 @@ class TrainGraphs:
             self.graphs[key] = graph
             self._grad_ptrs.update(t.data_ptr() for t in graph.grads if t is not None)
             self.label_len = max(self.label_len, labels.shape[1])
+            self.plan_floor = {k: max(plan[k], self.plan_floor.get(k, 0)) for k in floors if k in plan}
         for static, t in zip(graph.inputs, tensors):
             static.copy_(t)
         self.replays += 1

@@ -53,6 +53,21 @@ def test_graph_plan_leaves_loss_and_gradients_unchanged(family):
     assert rel(torch.cat([g1[n].flatten() for n in g0]), torch.cat([g.flatten() for g in g0.values()])) <= TOL
 
 
+def test_led_global_slots_beyond_the_rows_counts_are_inert():
+    """What lets a captured step keep the most global slots it has seen (FastPath.plan_floors): 16 slots for rows
+    of 3, 2 and 1 global tokens give the eager model's loss and gradients."""
+    m = apply_fast_path(led_model(dropout=0.0))
+    m.train()
+    kw = inputs(256, True, T=12)
+    labels, plan = static_plan(m, kw["input_ids"], kw["attention_mask"], kw["global_attention_mask"], kw["labels"])
+    assert plan == {"n_glob": 4}
+    l0, g0 = loss_and_grads(m, lambda: m(**kw).loss)
+    l1, g1 = loss_and_grads(m, lambda: fast_outputs(m, kw["input_ids"], kw["attention_mask"], kw["global_attention_mask"],
+                                                    labels=labels, n_glob=16)[0])
+    assert abs(float(l1 - l0)) <= TOL * abs(float(l0))
+    assert rel(torch.cat([g1[n].flatten() for n in g0]), torch.cat([g.flatten() for g in g0.values()])) <= TOL
+
+
 def test_bigbird_all_valid_shortcut_is_the_same_function():
     m = apply_fast_path(bigbird_model(dropout=0.0))
     kw = inputs(256, False, T=12)
@@ -137,6 +152,14 @@ def test_labels_pad_to_the_longest_length_captured_and_a_longer_one_replaces_the
         graphs.loss(m, kw["input_ids"], kw["attention_mask"], kw["global_attention_mask"], kw["labels"])
         assert graphs.label_len == padded
     assert captured == [32, 64] and len(graphs) == 1  # the 32 graph went when the 64 one came
+    # LED's global slots likewise (QA: the question's tokens are global, and their count varies by batch)
+    assert graphs.plan_floor == {"n_glob": 4}  # rows of 3, 2 and 1 global tokens
+    many = inputs(256, True, T=12)
+    many["global_attention_mask"][0, 10:16] = 1  # 9 in row 0: 16 slots
+    for gm, slots in ((many["global_attention_mask"], 16), (kw["global_attention_mask"], 16)):
+        graphs.loss(m, kw["input_ids"], kw["attention_mask"], gm, kw["labels"])
+        assert graphs.plan_floor == {"n_glob": slots}
+    assert captured == [32, 64, 64] and len(graphs) == 1 and [dict(k[2]) for k in graphs.graphs] == [{"n_glob": 16}]
     labels, _ = static_plan(m, kw["input_ids"], kw["attention_mask"], kw["global_attention_mask"], kw["labels"], floor=512)
     assert labels.shape[1] == 64  # never past the decoder's positions (64 here)
     release_train_graphs(m)
