@@ -234,6 +234,9 @@ def test_batch_size_auto_probes_a_decoder_only_step_as_one_sequence(monkeypatch)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 2**30)
     assert bs._step_peak_gib(model, 2, 32, 8, torch.device("cpu"), "32-true", False) is not None
+    # and with the run's validation between two steps: the prompt generated on, as the module validates
+    assert bs._step_peak_gib(model, 2, 32, 8, torch.device("cpu"), "32-true", False, bs.Validation(2, 4)) is not None
+    assert model.training
 
 
 @pytest.mark.parametrize(
