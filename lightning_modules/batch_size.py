@@ -117,23 +117,18 @@ def _inputs(model, batch_size: int, seq_len: int, target_len: int, device, globa
 
 
 def _validate(model, validation: Validation, seq_len: int, device, precision: str, global_first: bool) -> None:
-    """One validation batch generated as the run generates it (seq2seq.generate's two paths), full length."""
+    """One validation batch generated as the run generates it (seq2seq.generate_ids), full length."""
+    from lightning_modules.seq2seq import generate_ids
+
     kwargs = _inputs(model, validation.batch_size, seq_len, 1, device, global_first)
     kwargs.pop("labels")
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
-        if validation.fast and validation.num_beams == 1:
-            from lightning_modules.fast import greedy_generate
-
-            greedy_generate(model, kwargs["input_ids"], kwargs["attention_mask"], kwargs.get("global_attention_mask"),
-                            max_new_tokens=validation.max_new_tokens)
-            return
-        model.eval()
-        try:
-            with torch.no_grad():
-                model.generate(**kwargs, do_sample=False, max_new_tokens=validation.max_new_tokens,
-                               num_beams=validation.num_beams)
-        finally:
-            model.train()
+    generation = {"max_new_tokens": validation.max_new_tokens, "num_beams": validation.num_beams}
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+            generate_ids(model, kwargs, generation, validation.fast)
+    finally:
+        model.train()
 
 
 def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device, precision: str, global_first: bool,

@@ -40,17 +40,21 @@ def generate(model, tokenizer, batch: dict, generation: dict, global_first_token
         inputs.update(family.global_inputs(batch["input_ids"], question_len(batch, global_attention)))
     elif global_first_token:
         inputs["global_attention_mask"] = first_token_global(batch["input_ids"])
+    texts = tokenizer.batch_decode(generate_ids(model, inputs, generation, fast), skip_special_tokens=True)
+    return [family.postprocess(t) for t in texts] if family is not None else texts
+
+
+def generate_ids(model, inputs: dict, generation: dict, fast: bool) -> torch.Tensor:
+    """The token ids of one batch: the fast path's greedy decoder where it applies, else the library's generate
+    (beams, or the stock model). batch_size=auto's probe generates its validation batch through this too."""
     if fast and generation.get("num_beams", 1) == 1:
         from lightning_modules.fast import greedy_generate
 
-        out = greedy_generate(
+        return greedy_generate(
             model, inputs["input_ids"], inputs["attention_mask"], inputs.get("global_attention_mask"),
             max_new_tokens=generation["max_new_tokens"], min_new_tokens=generation.get("min_new_tokens", 0),
         )
-    else:
-        out = model.generate(**inputs, do_sample=False, **generation)
-    texts = tokenizer.batch_decode(out, skip_special_tokens=True)
-    return [family.postprocess(t) for t in texts] if family is not None else texts
+    return model.generate(**inputs, do_sample=False, **generation)
 
 
 def first_token_global(input_ids: torch.Tensor) -> torch.Tensor:
