@@ -169,7 +169,10 @@ def _step_peak_gib(model, batch_size: int, seq_len: int, target_len: int, device
         reserved = torch.cuda.max_memory_reserved(device)
         return StepPeak((backward - before + own) / 2**30, (reserved - before + own) / 2**30, own / 2**30,
                         max(before - own, 0) / 2**30)
-    except torch.OutOfMemoryError:
+    except torch.OutOfMemoryError as e:
+        # the allocator's own account (what it tried, allocated, reserved but unusable): why a batch held to a cap
+        # failed where its probe on the whole card fitted is in these numbers
+        log.info("batch_size=auto: batch %d out of memory: %s", batch_size, " ".join(str(e).split())[:400])
         return None
     finally:
         if opt is not None:
