@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from .attention import TILE, compiled_flex
+from .streams import warmup_stream
 
 
 # Processors that HF greedy search would apply and this decoder does not: (generation_config attribute, inert value)
@@ -252,7 +253,7 @@ def _load(W, st, enc, valid, start):
 class _Graph:
     def __init__(self, key, W, st, s, step):
         self.key, self.W, self.st = key, W, st
-        stream = torch.cuda.Stream()
+        stream = warmup_stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):  # warm-up: compilation, lazy inits and workspaces happen outside the capture

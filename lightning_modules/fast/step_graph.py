@@ -33,6 +33,8 @@ draws differ from an eager step's.
 import torch
 import torch.nn.functional as F
 
+from .streams import warmup_stream
+
 IGNORE_INDEX = -100
 
 
@@ -65,7 +67,7 @@ class _Graph:
         def cast():
             return torch.autocast("cuda", dtype=dtype, enabled=enabled, cache_enabled=False)
 
-        side = torch.cuda.Stream()  # warm-up (compiles, lazy inits) off the capturing stream, as torch's recipe
+        side = warmup_stream()  # warm-up (compiles, lazy inits) off the capturing stream, as torch's recipe
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(warmup):
