@@ -58,7 +58,7 @@ def report(cfg: DictConfig) -> int:
     budget_costs = dict(costs)
     if cfg.budget.basis == "projected":
         budget_costs.update(energy="projected_energy_kwh", train_time="projected_train_time_s")
-    fronts = frontier.frontiers(confs, costs)
+    fronts = frontier.frontiers(confs, budget_costs)  # the frontier too: measured totals of unequal runs do not compare
     answers = frontier.answer(confs, limits, budget_costs)
     fitting = {a.dataset: set(a.fits) if a.limits else set() for a in answers}  # for the highlight
     steps = frontier.steps(confs, budget_costs)  # on the budget's basis: a projection compares equal fine-tunes

@@ -25,6 +25,9 @@ GROUP_NAMES = {"corpus": "corpus", "training_budget": "training budget", "implem
                "memory_budget": "memory budget", "hardware": "hardware"}
 CONFIG_KEYS = ["model", "seq_len", "batch_size", "effective_batch_size", "devices", "num_nodes", "pretrained"]
 ACCURACY = ["metric_value", "rgm", "f1", "rouge1", "rouge2", "rougeL"]
+# Accuracies are compared to this many decimals (on their 0-100 scale): past it a difference is float noise (the
+# H200's block 1: Rgm 100 averaged to 99.99999999999997 or 100.00000000000001, and that noise put a 3x costlier tie first)
+ACCURACY_DECIMALS = 9
 CARRIED = ["family", "parameters", "task", "metric", "strategy", "precision", "attn_impl", "batch_size_source", "compile", "cuda_graph", "residual_dtype",
            "accumulate_grad_batches", "train_set_size", "train_set_size_source", "tracking_mode", "gpu_names", "cpu_model"]
 PROJECTED = ["projected_samples", "projected_energy_kwh", "projected_train_time_s"]
@@ -119,6 +122,9 @@ def aggregate(table: pd.DataFrame, statuses=("ok",), pool_hardware: bool = False
             stats = {"mean": mean, "min": values.min() if len(values) else float("nan"),
                      "max": values.max() if len(values) else float("nan"),
                      "std": values.std(ddof=1) if len(values) >= 3 else float("nan")}
+            if column in ACCURACY:  # a mean of equal scores is that score, not it plus float noise
+                stats = {k: round(v, ACCURACY_DECIMALS) for k, v in stats.items()}
+                mean = stats["mean"]
             row[column] = mean
             for k, v in stats.items():
                 row[f"{column}_{k}"] = v

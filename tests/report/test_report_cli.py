@@ -399,6 +399,10 @@ def test_projection_and_the_projected_budget_basis(study, tmp_path):
     assert len(steps)
     for _, s in steps.iterrows():
         assert s["d_energy_kwh"] == pytest.approx(by_label.loc[s["to"], "projected_energy_kwh"] - by_label.loc[s["from"], "projected_energy_kwh"])
+    # and the frontier: measured totals of runs that trained unequal numbers of samples (batch_size=auto, 100 steps)
+    # put the bigger model alone on the H200's block-1 frontier; the projected fine-tunes compare
+    assert "**Training energy** (`projected_energy_kwh`" in md and "**Training time** (`projected_train_time_s`" in md
+    assert "(`energy_kwh`" not in md.split("## Pareto frontier")[1].split("## ")[0]
 
 
 # ---- report.py as a Hydra app ----------------------------------------------------------------------------------

@@ -140,3 +140,28 @@ def test_a_run_over_its_cap_is_judged_by_the_memory_it_reserved(tmp_path):
             "metric": "rgm", "rgm": 28.3, "costs": costs}))
         table = collect.collect([run.parent], "train", "energy_kwh").table
         assert bool(table["over_memory_budget"].iloc[0]) is over, name
+
+
+def test_float_noise_in_accuracy_is_no_difference_and_a_tie_goes_to_the_cheaper():
+    """H200 block 1: LED-base and LED-large both at Rgm 100 at 4096 tokens, computed as 99.99999999999997 or
+    100.00000000000001 by run; that noise ranked LED-large (3x the projected energy) as the more accurate, put it
+    alone on the frontier, and gave the bigger model a gain of +1.42e-14 points at 1.29e+14 kWh a point."""
+    from report import frontier
+
+    noisy = [100.00000000000001, 99.99999999999997, 100.00000000000001]
+    t = runs([("base", 4096, s, v, 0.9 + s / 100) for s, v in zip((1, 2, 3), noisy)]
+             + [("large", 4096, s, 99.99999999999997 + s * 1e-14, 2.8, {"parameters": 4e6}) for s in (1, 2)])
+    t["metric_value"] = t["rgm"] = [99.99999999999996, *noisy[1:], 99.99999999999998, 100.00000000000003]
+    conf = configurations.aggregate(t)
+    assert list(conf["metric_value"]) == [100.0, 100.0] and list(conf["metric_value_max"]) == [100.0, 100.0]
+    costs = {"energy": "energy_kwh", "train_time": "energy_kwh", "inference_speed": "energy_kwh"}
+    a = frontier.answer(conf, {}, costs)[0]
+    assert (a.best["model"], a.tied, a.rivals) == ("base", 2, [])  # a tie, and the cheaper one is the answer
+    assert labels_of(frontier.pareto(conf, "metric_value", "energy_kwh")) == ["base @ 4096"]
+    step = frontier.steps(conf, costs)
+    step = step[step["step"] == "bigger model"].iloc[0]
+    assert step["gain"] == 0 and math.isnan(step["kwh_per_point"])  # no gain, so no price per point
+
+
+def labels_of(df):
+    return list(df["label"])
