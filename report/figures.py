@@ -293,7 +293,10 @@ def _legend(fig, group: pd.DataFrame, colours: dict, styles: list[str]) -> None:
                        markerfacecolor="white" if i else "0.3", label=v.replace(", ", " attention, ") + " precision")
             for i, v in enumerate(styles)
         ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(handles) > 4 else 4), frameon=False)
+    # as many columns as the figure's width holds (three models' entries ran off the 7.5-inch projection figure)
+    entry_in = 0.7 + 0.075 * max(len(h.get_label()) for h in handles) if handles else 1.0
+    fits = max(1, int(fig.get_figwidth() // entry_in))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), fits, 3 if len(handles) > 4 else 4), frameon=False)
 
 
 def _save(fig, directory: Path, base: str, formats, dpi, info: dict) -> None:
