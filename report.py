@@ -58,12 +58,14 @@ def report(cfg: DictConfig) -> int:
     budget_costs = dict(costs)
     if cfg.budget.basis == "projected":
         budget_costs.update(energy="projected_energy_kwh", train_time="projected_train_time_s")
-    fronts = frontier.frontiers(confs, budget_costs)  # the frontier too: measured totals of unequal runs do not compare
+    # everything that compares configurations is priced on the budget's basis: a projection compares equal
+    # fine-tunes, where measured totals of runs that trained unequal numbers of samples (batch_size=auto) do not
+    fronts = frontier.frontiers(confs, budget_costs)
     answers = frontier.answer(confs, limits, budget_costs)
     fitting = {a.dataset: set(a.fits) if a.limits else set() for a in answers}  # for the highlight
-    steps = frontier.steps(confs, budget_costs)  # on the budget's basis: a projection compares equal fine-tunes
+    steps = frontier.steps(confs, budget_costs)
     summary = frontier.comparison_summary(steps)
-    fams = frontier.families(confs, costs)
+    fams = frontier.families(confs, budget_costs)
     both = paths.compare(confs, costs)  # stock against the fast path, where a configuration ran on both
     steps.to_csv(out / "steps.csv", index=False)
     fams.to_csv(out / "families.csv", index=False)

@@ -314,15 +314,18 @@ def steps_section(doc: Doc, steps: pd.DataFrame, summary: list[str], projected: 
     )
 
 
-def families_section(doc: Doc, fams: pd.DataFrame) -> None:
+def families_section(doc: Doc, fams: pd.DataFrame, projected: bool = False) -> None:
     doc.text("The paper's other finding: at equal input length, the most accurate configuration of each model family "
-             "(LED, BigBird-Pegasus) in one experiment, side by side. A bigger-model step above stays inside a family.")
+             "(LED, BigBird-Pegasus) in one experiment (of equals, the cheapest), side by side. A bigger-model step above "
+             "stays inside a family. " + ("Costs are the projected full fine-tune's (`budget.basis=projected`)." if projected
+                                          else "Costs are as measured."))
     if fams.empty:
         doc.text("No experiment ran two model families at one input length.")
         return
+    unit, time_unit = ("kWh, projected", "s, projected") if projected else ("kWh", "s")
     doc.table(
-        ["experiment", "input length", "LED side", "other side", "difference (points)", "more accurate", "extra energy (kWh)",
-         "extra training time (s)", "inference speed change (samples/s)"],
+        ["experiment", "input length", "LED side", "other side", "difference (points)", "more accurate", f"extra energy ({unit})",
+         f"extra training time ({time_unit})", "inference speed change (samples/s)"],
         [[r["dataset"], _int(r["seq_len"]), f"{r['a']} ({_n(r['a_value'])})", f"{r['b']} ({_n(r['b_value'])})",
           ("+" if r["difference"] > 0 else "") + _n(r["difference"]), _s(r["more_accurate"]), _n(r["d_energy_kwh"]),
           _n(r["d_train_time_s"]), _n(r["d_inference_samples_per_s"])] for _, r in fams.iterrows()],
@@ -577,7 +580,7 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
     steps_section(doc, steps, summary, cfg.budget.basis == "projected")
 
     doc.heading("LED or BigBird-Pegasus?")
-    families_section(doc, fams)
+    families_section(doc, fams, cfg.budget.basis == "projected")
 
     doc.heading("Stock or fast path?")
     paths_section(doc, *(both or (pd.DataFrame(), [])))

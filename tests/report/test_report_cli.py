@@ -403,6 +403,9 @@ def test_projection_and_the_projected_budget_basis(study, tmp_path):
     # put the bigger model alone on the H200's block-1 frontier; the projected fine-tunes compare
     assert "**Training energy** (`projected_energy_kwh`" in md and "**Training time** (`projected_train_time_s`" in md
     assert "(`energy_kwh`" not in md.split("## Pareto frontier")[1].split("## ")[0]
+    fams = pd.read_csv(tmp_path / "families.csv")  # LED against BigBird likewise, where both families ran
+    for _, f in fams.iterrows():
+        assert f["d_energy_kwh"] == pytest.approx(by_label.loc[f["b"], "projected_energy_kwh"] - by_label.loc[f["a"], "projected_energy_kwh"])
 
 
 # ---- report.py as a Hydra app ----------------------------------------------------------------------------------
