@@ -289,9 +289,7 @@ def load_run(directory: Path, accuracy: str = "infer", energy_cost: str = "energ
     row.update(provenance(rec.get("provenance")))
     cap = rec.get("batch_size_memory_gib", _get(cfg, "batch_size_memory_gib"))
     row["memory_budget"] = memory_budget(row["batch_size_source"], cap, row["gpu_memory_gib"])
-    reserved = row.get("peak_memory_reserved_gib")  # what the cap binds on; older records have only the allocated peak
-    peak = reserved if reserved is not None and not pd.isna(reserved) else row.get("peak_memory_allocated_gib")
-    row["over_memory_budget"] = over_memory_budget(row["batch_size_source"], cap, peak)
+    row["over_memory_budget"] = over_memory_budget(row["batch_size_source"], cap, cap_peak(row)[0])
     row.update(attribution(rec.get("cpu_attribution")))
 
     row["job"] = directory.name
@@ -345,6 +343,16 @@ def memory_budget(batch_source, cap, card_gib) -> str | None:
     if _is_gib(cap):
         return f"batch_size=auto within {cap:g} GiB"
     return "batch_size=auto, the whole card" + (f" ({card_gib} GiB)" if card_gib else "")
+
+
+def cap_peak(row) -> tuple[float | None, str | None]:
+    """(the peak a memory cap binds on, its kind): the reserved peak, or the allocated one where an older record has
+    no reserved peak; (None, None) where neither was measured."""
+    for kind in ("reserved", "allocated"):
+        value = row.get(f"peak_memory_{kind}_gib")
+        if value is not None and not pd.isna(value):
+            return float(value), kind
+    return None, None
 
 
 def over_memory_budget(batch_source, cap, peak_gib) -> bool | None:

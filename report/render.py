@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from report.collect import METRIC_LABEL
+from report.collect import METRIC_LABEL, cap_peak
 from report.configurations import assign_groups, spread_text
 from report.figures import NAMES as COST_NAMES
 from report.frontier import FRONTIER_AXES, Answer, Frontier, fmt, n_runs, usable
@@ -409,10 +409,11 @@ def _over_budget(table: pd.DataFrame, group: str) -> str | None:
     runs = table[(table["group"] == group) & (table["over_memory_budget"].astype(str).str.lower() == "true")]
     if runs.empty:
         return None
-    reserved = pd.to_numeric(runs.get("peak_memory_reserved_gib", pd.Series(index=runs.index, dtype=float)), errors="coerce")
-    peaks = reserved.fillna(pd.to_numeric(runs["peak_memory_allocated_gib"], errors="coerce"))
+    measured = [cap_peak(r) for _, r in runs.iterrows()]
+    peaks = pd.Series([p for p, _ in measured], dtype=float)
     span = fmt(peaks.min()) if peaks.min() == peaks.max() else f"{fmt(peaks.min())}-{fmt(peaks.max())}"
-    took = "reserved" if reserved.notna().all() else "allocated" if reserved.isna().all() else "reserved or allocated"
+    kinds = sorted({k for _, k in measured if k}, reverse=True)
+    took = " or ".join(kinds) or "took"
     return (f"**Over the memory budget:** {len(runs)} of this experiment's runs ({', '.join(runs['label'])}) {took} "
             f"{span} GiB at the peak of training, more than their budget ({runs['memory_budget'].iloc[0]}), though their "
             "probe's step fitted it (on the H200 such peaks were the probe's own captured steps, left allocated into the "
