@@ -256,3 +256,25 @@ def test_an_answer_from_one_run_says_so_and_one_from_seeds_gives_their_spread():
     assert "Rgm is the mean of 2 runs of one seed (49-51): their range is run-to-run noise, not the spread over seeds" in a.sentence
     steps = frontier.steps(again, COSTS)
     assert len(steps) and steps["one_run"].astype(bool).all()  # a step from a seed run twice still rests on one seed
+
+
+def test_a_step_up_goes_to_every_configuration_of_the_next_cell_not_the_best_of_them():
+    """The H200's block 1: LED-large at 1024 ran at two batches batch_size=auto chose (59 before the probe counted
+    validation, 51 after): 28.9 and 25.6 Rgm against LED-base's 28.3. Stepping to the more accurate one alone
+    reported a gain the other configuration of that cell does not show; both are steps, one up and one down."""
+    runs = table([("led_base", "led", 160e6, 1024, 28.3, 0.227, 1223, NAN), ("led_large", "led", 460e6, 1024, 28.9, 0.645, 3424, NAN),
+                  ("led_large", "led", 460e6, 1024, 25.6, 0.656, 3416, NAN), ("led_base", "led", 160e6, 2048, 53.4, 0.46, 2468, NAN)])
+    runs = runs.assign(batch_size_source="auto", effective_batch_size=[162, 59, 51, 83])
+    runs["label"] = ["led_base @ 1024", "led_large @ 1024 (batch 59)", "led_large @ 1024 (batch 51)", "led_base @ 2048"]
+    steps = frontier.steps(runs, COSTS)
+    up = steps[(steps["from"] == "led_base @ 1024") & (steps["step"] == "bigger model")].set_index("to")
+    assert sorted(up.index) == ["led_large @ 1024 (batch 51)", "led_large @ 1024 (batch 59)"]
+    assert up.loc["led_large @ 1024 (batch 59)", "gain"] == pytest.approx(0.6) and up.loc["led_large @ 1024 (batch 51)", "gain"] == pytest.approx(-2.7)
+    assert set(steps.loc[steps["from"] == "led_base @ 1024", "cheaper_way_up"]) == {"longer input: 0.00928 kWh per point"}
+    # a way up that gained nothing did not lose accuracy either, and the sentence says which
+    flat = runs.assign(metric_value=[28.3, 28.3, 28.3, 20.0])
+    last = frontier.steps(flat, COSTS)
+    assert set(last.loc[last["from"] == "led_base @ 1024", "cheaper_way_up"]) == {"neither gained accuracy"}
+    flat = runs.assign(metric_value=[28.3, 28.3, 28.3, 53.4])
+    last = frontier.steps(flat, COSTS)
+    assert set(last.loc[last["from"] == "led_base @ 1024", "cheaper_way_up"]) == {"longer input: the other gained none"}
