@@ -28,7 +28,7 @@ def report(cfg: DictConfig) -> int:
 
     # 1. what to read, where to write, what to ask (checked before anything heavy is imported)
     dirs, cfg = config.from_hydra(cfg)
-    from report import collect, configurations, figures, frontier, paths, projection, render
+    from report import budgets, collect, configurations, figures, frontier, paths, projection, render
     out = Path(cfg.out)
     costs = dict(cfg.costs)
 
@@ -66,14 +66,18 @@ def report(cfg: DictConfig) -> int:
     steps = frontier.steps(confs, budget_costs)
     summary = frontier.comparison_summary(steps)
     fams = frontier.families(confs, budget_costs)
-    both = paths.compare(confs, costs)  # stock against the fast path, where a configuration ran on both
+    both = paths.compare(confs, budget_costs)  # stock against the fast path, where a configuration ran on both
+    pairs = budgets.compare(confs, budget_costs)  # under a memory cap against the whole card, likewise
+    best = {a.dataset: (a.best["label"] if a.best is not None else None) for a in answers}
     steps.to_csv(out / "steps.csv", index=False)
     fams.to_csv(out / "families.csv", index=False)
     both.to_csv(out / "paths.csv", index=False)
+    pairs.to_csv(out / "budgets.csv", index=False)
 
     # 6. report.md and report.html
     doc = render.build(runs, confs, drawn, fronts, answers, steps, summary, fams, cfg, out, ARGV, time.strftime("%Y-%m-%d %H:%M"),
-                       separate, fitting, (both, paths.summary(both, confs, costs)), grouped)
+                       separate, fitting, (both, paths.summary(both, confs, budget_costs)), grouped,
+                       (pairs, budgets.summary(pairs, confs, best)))
     md, page = render.write(doc, out)
 
     for a in answers:

@@ -19,14 +19,15 @@ PATH_COLUMNS = [
 ]
 
 
-def setting_of(table: pd.DataFrame) -> pd.Series:
-    """What a stock and a fast experiment must share to be compared, as one text key."""
+def setting_of(table: pd.DataFrame, keys=SETTING_KEYS) -> pd.Series:
+    """What two experiments must share to be compared (a stock and a fast one: every group key but the
+    implementation), as one text key."""
     parts = [table[k].astype(object).where(table[k].notna(), "?").astype(str) if k in table else pd.Series("?", index=table.index)
-             for k in SETTING_KEYS]
+             for k in keys]
     return parts[0].str.cat(parts[1:], sep="; ")
 
 
-def _ratio(a, b):
+def ratio(a, b):
     """a / b, NaN where either is unknown or b is not positive."""
     if any(v is None or pd.isna(v) for v in (a, b)) or b <= 0:
         return float("nan")
@@ -49,36 +50,36 @@ def compare(confs: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
         for s_impl, f_impl in pairs:
             for _, s in stock[stock["implementation"] == s_impl].iterrows():
                 match = fast[(fast["implementation"] == f_impl) & (fast["model"] == s["model"]) & (fast["seq_len"] == s["seq_len"])]
-                if match.empty:
-                    continue
-                f = match.sort_values("metric_value", ascending=False).iloc[0]  # batches differ under batch_size=auto
-                rows.append({
-                    "setting": setting, "metric": s["metric"], "model": s["model"], "seq_len": s["seq_len"],
-                    "stock": s_impl, "fast": f_impl, "stock_batch": s.get("effective_batch_size"), "fast_batch": f.get("effective_batch_size"),
-                    "stock_value": s["metric_value"], "fast_value": f["metric_value"], "n_stock": s.get("n_seeds"), "n_fast": f.get("n_seeds"),
-                    "difference": f["metric_value"] - s["metric_value"],
-                    "separable": not spread_overlaps(s, f), "speedup": _ratio(f.get(speed), s.get(speed)),
-                    "energy_per_sample_ratio": _ratio(s.get(jps), f.get(jps)),
-                    "projected_energy_ratio": _ratio(s.get("projected_energy_kwh"), f.get("projected_energy_kwh")),
-                    "stock_warmup_s": s.get(costs["warmup_time"]), "fast_warmup_s": f.get(costs["warmup_time"]),
-                })
+                # every fast configuration of the cell (under batch_size=auto its batch may differ run to run of the
+                # probe), not only the most accurate of them
+                for _, f in match.iterrows():
+                    rows.append({
+                        "setting": setting, "metric": s["metric"], "model": s["model"], "seq_len": s["seq_len"],
+                        "stock": s_impl, "fast": f_impl, "stock_batch": s.get("effective_batch_size"), "fast_batch": f.get("effective_batch_size"),
+                        "stock_value": s["metric_value"], "fast_value": f["metric_value"], "n_stock": s.get("n_seeds"), "n_fast": f.get("n_seeds"),
+                        "difference": f["metric_value"] - s["metric_value"],
+                        "separable": not spread_overlaps(s, f), "speedup": ratio(f.get(speed), s.get(speed)),
+                        "energy_per_sample_ratio": ratio(s.get(jps), f.get(jps)),
+                        "projected_energy_ratio": ratio(s.get("projected_energy_kwh"), f.get("projected_energy_kwh")),
+                        "stock_warmup_s": s.get(costs["warmup_time"]), "fast_warmup_s": f.get(costs["warmup_time"]),
+                    })
     out = pd.DataFrame(rows, columns=PATH_COLUMNS)
-    out["experiment"] = _names(out["setting"])
+    out["experiment"] = setting_names(out["setting"])
     return out
 
 
-def _names(settings: pd.Series) -> pd.Series:
+def setting_names(settings: pd.Series) -> pd.Series:
     """A setting's name: its dataset, and in brackets what sets it apart from the other settings of that dataset."""
     parts = settings.str.split("; ", expand=False)
     names = []
     for p in parts:
         others = [q for q in parts if q[0] == p[0]]
-        differ = [p[i] for i in range(1, len(SETTING_KEYS)) if len({q[i] for q in others}) > 1]
+        differ = [p[i] for i in range(1, len(p)) if len({q[i] for q in others}) > 1]
         names.append(f"{p[0]} [{'; '.join(differ)}]" if differ else p[0])
     return pd.Series(names, index=settings.index, dtype=object)
 
 
-def _range(values: pd.Series, suffix: str = "x") -> str | None:
+def median_range(values: pd.Series, suffix: str = "x") -> str | None:
     known = pd.to_numeric(values, errors="coerce").dropna()
     if known.empty:
         return None
@@ -98,10 +99,10 @@ def frontier_shift(confs: pd.DataFrame, setting: str, stock: str, fast: str, ene
             return None
         tops[name] = front.iloc[-1]  # sorted cheapest to dearest: the last is the most accurate
     s, f = tops["stock"], tops["fast"]
-    ratio = _ratio(s[energy], f[energy])
+    times = ratio(s[energy], f[energy])
     return (f"the most accurate point of the energy frontier is {s['label']} ({fmt(s['metric_value'])}, {fmt(s[energy])} kWh) on "
             f"stock and {f['label']} ({fmt(f['metric_value'])}, {fmt(f[energy])} kWh) on the fast path"
-            + (f": {fmt(ratio)}x less energy" if not pd.isna(ratio) else ""))
+            + (f": {fmt(times)}x less energy" if not pd.isna(times) else ""))
 
 
 def summary(table: pd.DataFrame, confs: pd.DataFrame, costs: dict, statuses=("ok",)) -> list[str]:
@@ -112,7 +113,7 @@ def summary(table: pd.DataFrame, confs: pd.DataFrame, costs: dict, statuses=("ok
         parts = [f"{len(rows)} configuration{'s' if len(rows) != 1 else ''} ran on both"]
         for column, words, suffix in (("speedup", "training speed after warm-up", "x"), ("energy_per_sample_ratio", "energy per training sample", "x less"),
                                       ("projected_energy_ratio", "projected fine-tune energy", "x less")):
-            text = _range(rows[column], suffix)
+            text = median_range(rows[column], suffix)
             if text:
                 parts.append(f"{words} {text}")
         worst = rows["difference"].abs().max()

@@ -351,6 +351,26 @@ def paths_section(doc: Doc, both: pd.DataFrame, lines: list[str]) -> None:
     )
 
 
+def budgets_section(doc: Doc, pairs: pd.DataFrame, lines: list[str]) -> None:
+    doc.text("The same configuration (model, input length) under a memory cap (`batch_size=auto` within "
+             "`batch_size_memory_gib`, e.g. the paper's 48 GB cards) and on the whole card, in experiments that differ only "
+             "in memory budget: what the larger budget buys (its batch, speed, energy per sample), what it does to accuracy, "
+             "and whether the experiment's answer changes with it. Ratios: looser / tighter for batch and speed, tighter / "
+             "looser for energy. Every row: [budgets.csv](budgets.csv).")
+    if pairs.empty:
+        doc.text("No configuration ran under two memory budgets in one setting (same corpus, training budget, implementation, hardware).")
+        return
+    doc.bullets(lines)
+    doc.table(
+        ["experiment", "configuration", "tighter / looser", "batch (tighter / looser)", "accuracy (tighter / looser)", "difference",
+         "separable", "training speed", "energy per sample", "projected energy"],
+        [[r["experiment"], f"{r['model']} @ {_int(r['seq_len'])}", f"{r['tighter']} / {r['looser']}",
+          f"{_n(r['tighter_batch'])} / {_n(r['looser_batch'])}", f"{_n(r['tighter_value'])} / {_n(r['looser_value'])}",
+          ("+" if r["difference"] > 0 else "") + _n(r["difference"]), "yes" if r["separable"] else "no: spreads overlap",
+          _x(r["speedup"]), _x(r["energy_per_sample_ratio"]), _x(r["projected_energy_ratio"])] for _, r in pairs.iterrows()],
+    )
+
+
 def _x(v) -> str:
     return UNKNOWN if v is None or pd.isna(v) else f"{fmt(v)}x"
 
@@ -472,7 +492,8 @@ def _marks(group_confs: pd.DataFrame, fronts: list[Frontier], answer: Answer | N
 
 def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Frontier], answers: list[Answer], steps: pd.DataFrame,
           summary: list[str], fams: pd.DataFrame, cfg, out: Path, argv: list[str], when: str, separate: list[str] = (),
-          fitting: dict | None = None, both: tuple | None = None, grouped: pd.DataFrame | None = None) -> Doc:
+          fitting: dict | None = None, both: tuple | None = None, grouped: pd.DataFrame | None = None,
+          budgets: tuple | None = None) -> Doc:
     table, costs = collection.table, dict(cfg.costs)
     doc = Doc()
     doc.heading("Accuracy vs. efficiency of long-context models: report", 1)
@@ -585,6 +606,9 @@ def build(collection, confs: pd.DataFrame, figures: list[dict], fronts: list[Fro
 
     doc.heading("Stock or fast path?")
     paths_section(doc, *(both or (pd.DataFrame(), [])))
+
+    doc.heading("Memory cap or the whole card?")
+    budgets_section(doc, *(budgets or (pd.DataFrame(), [])))
 
     doc.heading("Projection")
     projection_section(doc, confs, cfg)
