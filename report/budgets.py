@@ -13,8 +13,8 @@ import re
 import pandas as pd
 
 from report.collect import METRIC_LABEL
-from report.frontier import fmt, spread_overlaps, usable
-from report.paths import median_range, ratio, setting_names, setting_of
+from report.frontier import spread_overlaps, usable
+from report.paths import accuracy_part, ratio, ratio_parts, setting_names, setting_of
 
 SETTING_KEYS = ["dataset", "corpus", "training_budget", "implementation", "hardware"]  # the group keys but the memory budget
 BUDGET_COLUMNS = [
@@ -80,19 +80,10 @@ def summary(table: pd.DataFrame, confs: pd.DataFrame, answers: dict) -> list[str
     for (setting, tight, loose), rows in table.groupby(["setting", "tighter", "looser"], sort=True):
         metric = METRIC_LABEL.get(rows["metric"].iloc[0], rows["metric"].iloc[0])
         parts = [f"{len(rows)} configuration{'s' if len(rows) != 1 else ''} ran under both"]
-        for column, words, suffix in (("batch_ratio", "batch", "x"), ("speedup", "training speed after warm-up", "x"),
-                                      ("energy_per_sample_ratio", "energy per training sample", "x less"),
-                                      ("projected_energy_ratio", "projected fine-tune energy", "x less")):
-            text = median_range(rows[column], suffix)
-            if text:
-                parts.append(f"{words} {text}")
-        sep = int(rows["separable"].astype(bool).sum())
-        seeds = pd.to_numeric(pd.concat([rows["n_tighter"], rows["n_looser"]]), errors="coerce")
-        if seeds.notna().all() and seeds.max() <= 1:
-            verdict = "from one run each: no spread to tell a difference from noise (repeat with seeds)"
-        else:
-            verdict = f"separable from noise in {sep} of {len(rows)}" if sep else "inside the spreads over seeds in every one"
-        parts.append(f"{metric} differs by at most {fmt(rows['difference'].abs().max())} points, {verdict}")
+        parts += ratio_parts(rows, (("batch_ratio", "batch", "x"), ("speedup", "training speed after warm-up", "x"),
+                                    ("energy_per_sample_ratio", "energy per training sample", "x less"),
+                                    ("projected_energy_ratio", "projected fine-tune energy", "x less")))
+        parts.append(accuracy_part(rows, metric, ("n_tighter", "n_looser")))
         best = {b: answers.get(_group_of(confs, setting, b)) for b in (tight, loose)}
         if all(best.values()):
             same = best[tight] == best[loose]

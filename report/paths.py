@@ -88,6 +88,23 @@ def median_range(values: pd.Series, suffix: str = "x") -> str | None:
     return f"{fmt(known.median())}{suffix} (median; {fmt(known.min())}-{fmt(known.max())}{suffix})"
 
 
+def ratio_parts(rows: pd.DataFrame, spec) -> list[str]:
+    """'<words> <median (range)>' for each (column, words, suffix) of spec that has a known value."""
+    texts = [(words, median_range(rows[column], suffix)) for column, words, suffix in spec]
+    return [f"{words} {text}" for words, text in texts if text]
+
+
+def accuracy_part(rows: pd.DataFrame, metric: str, seed_columns: tuple[str, str]) -> str:
+    """How far the paired accuracies differ, and whether the spreads over seeds can tell that from noise."""
+    sep = int(rows["separable"].astype(bool).sum())
+    seeds = pd.to_numeric(pd.concat([rows[c] for c in seed_columns]), errors="coerce")
+    if seeds.notna().all() and seeds.max() <= 1:
+        verdict = "from one run each: no spread to tell a difference from noise (repeat with seeds)"
+    else:
+        verdict = f"separable from noise in {sep} of {len(rows)}" if sep else "inside the spreads over seeds in every one"
+    return f"{metric} differs by at most {fmt(rows['difference'].abs().max())} points, {verdict}"
+
+
 def frontier_shift(confs: pd.DataFrame, setting: str, stock: str, fast: str, energy: str, statuses=("ok",)) -> str | None:
     """The energy frontier's top on each path: the cheapest configuration at the highest accuracy it reaches."""
     runs = usable(confs, statuses)
@@ -111,19 +128,9 @@ def summary(table: pd.DataFrame, confs: pd.DataFrame, costs: dict, statuses=("ok
     for (setting, stock, fast), rows in table.groupby(["setting", "stock", "fast"], sort=True):
         metric = METRIC_LABEL.get(rows["metric"].iloc[0], rows["metric"].iloc[0])
         parts = [f"{len(rows)} configuration{'s' if len(rows) != 1 else ''} ran on both"]
-        for column, words, suffix in (("speedup", "training speed after warm-up", "x"), ("energy_per_sample_ratio", "energy per training sample", "x less"),
-                                      ("projected_energy_ratio", "projected fine-tune energy", "x less")):
-            text = median_range(rows[column], suffix)
-            if text:
-                parts.append(f"{words} {text}")
-        worst = rows["difference"].abs().max()
-        sep = int(rows["separable"].astype(bool).sum())
-        seeds = pd.to_numeric(pd.concat([rows["n_stock"], rows["n_fast"]]), errors="coerce")
-        if seeds.notna().all() and seeds.max() <= 1:
-            verdict = "from one run each: no spread to tell a difference from noise (repeat with seeds)"
-        else:
-            verdict = f"separable from noise in {sep} of {len(rows)}" if sep else "inside the spreads over seeds in every one"
-        parts.append(f"{metric} differs by at most {fmt(worst)} points, {verdict}")
+        parts += ratio_parts(rows, (("speedup", "training speed after warm-up", "x"), ("energy_per_sample_ratio", "energy per training sample", "x less"),
+                                    ("projected_energy_ratio", "projected fine-tune energy", "x less")))
+        parts.append(accuracy_part(rows, metric, ("n_stock", "n_fast")))
         shift = frontier_shift(confs, setting, stock, fast, costs["energy"], statuses)
         if shift:
             parts.append(shift)
