@@ -84,8 +84,9 @@ def summary(table: pd.DataFrame, confs: pd.DataFrame, answers: dict) -> list[str
                                     ("energy_per_sample_ratio", "energy per training sample", "x less"),
                                     ("projected_energy_ratio", "projected fine-tune energy", "x less")))
         parts.append(accuracy_part(rows, metric, ("n_tighter", "n_looser")))
-        best = {b: answers.get(_group_of(confs, setting, b)) for b in (tight, loose)}
-        if all(best.values()):
+        groups = {b: _group_of(confs, setting, b) for b in (tight, loose)}
+        if all(g in answers for g in groups.values()):  # each budget's experiment was answered (None: nothing fits)
+            best = {b: answers[g] or "nothing (none fits the limits)" for b, g in groups.items()}
             same = best[tight] == best[loose]
             parts.append(f"the answer is {best[tight]} {'under both' if same else f'under the tighter budget and {best[loose]} under the looser'}"
                          + ("" if same else ": the budget changes it"))

@@ -49,6 +49,12 @@ def test_the_summary_says_whether_the_budget_changes_the_answer():
     assert "separable from noise in 3 of 3" in line
     assert line.endswith("the answer is led_base @ 4096 under the tighter budget and led_large @ 4096 (batch 40) under the "
                          "looser: the budget changes it.")
+    # a limit nothing meets under one budget is an answer too; an experiment nobody asked about is none
+    line, = budgets.summary(budgets.compare(table, COSTS), table, {**answers, "synthetic [48 GiB]": None})
+    assert line.endswith("the answer is nothing (none fits the limits) under the tighter budget and led_large @ 4096 (batch 40) "
+                         "under the looser: the budget changes it.")
+    line, = budgets.summary(budgets.compare(table, COSTS), table, {"synthetic [whole card]": "x"})
+    assert "the answer" not in line
 
 
 def test_no_pair_without_two_budgets_and_given_batches_have_none():
