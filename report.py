@@ -77,7 +77,7 @@ def report(cfg: DictConfig) -> int:
     # 6. report.md and report.html
     doc = render.build(runs, confs, drawn, fronts, answers, steps, summary, fams, cfg, out, ARGV, time.strftime("%Y-%m-%d %H:%M"),
                        separate, fitting, (both, paths.summary(both, confs, budget_costs)), grouped,
-                       (pairs, budgets.summary(pairs, confs, best)))
+                       (pairs, budgets.summary(pairs, best)))
     md, page = render.write(doc, out)
 
     for a in answers:

@@ -13,14 +13,14 @@ import re
 import pandas as pd
 
 from report.collect import METRIC_LABEL
-from report.frontier import spread_overlaps, usable
-from report.paths import accuracy_part, ratio, ratio_parts, setting_names, setting_of
+from report.frontier import usable
+from report.paths import accuracy_part, pair_measures, ratio, ratio_parts, setting_names, setting_of
 
 SETTING_KEYS = ["dataset", "corpus", "training_budget", "implementation", "hardware"]  # the group keys but the memory budget
 BUDGET_COLUMNS = [
-    "setting", "experiment", "metric", "model", "seq_len", "tighter", "looser", "tighter_batch", "looser_batch",
-    "tighter_value", "looser_value", "n_tighter", "n_looser", "difference", "separable", "batch_ratio", "speedup",
-    "energy_per_sample_ratio", "projected_energy_ratio",
+    "setting", "experiment", "metric", "model", "seq_len", "tighter", "looser", "tighter_experiment", "looser_experiment",
+    "tighter_batch", "looser_batch", "tighter_value", "looser_value", "n_tighter", "n_looser", "difference", "separable",
+    "batch_ratio", "speedup", "energy_per_sample_ratio", "projected_energy_ratio",
 ]
 
 
@@ -39,7 +39,6 @@ def compare(confs: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
         return pd.DataFrame(columns=BUDGET_COLUMNS)
     runs = runs[runs["memory_budget"].notna()]
     runs = runs.assign(_setting=setting_of(runs, SETTING_KEYS))
-    speed, jps = costs["train_speed"], costs["joules_per_sample"]
     rows = []
     for setting, group in runs.groupby("_setting", sort=True):
         budgets = sorted(group["memory_budget"].unique(), key=budget_gib)
@@ -50,41 +49,30 @@ def compare(confs: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
                     for _, b in match.iterrows():  # every configuration of the cell, not the best of them
                         rows.append({
                             "setting": setting, "metric": a["metric"], "model": a["model"], "seq_len": a["seq_len"],
-                            "tighter": tight, "looser": loose,
+                            "tighter": tight, "looser": loose, "tighter_experiment": a.get("group"), "looser_experiment": b.get("group"),
                             "tighter_batch": a.get("effective_batch_size"), "looser_batch": b.get("effective_batch_size"),
                             "tighter_value": a["metric_value"], "looser_value": b["metric_value"],
                             "n_tighter": a.get("n_seeds"), "n_looser": b.get("n_seeds"),
-                            "difference": b["metric_value"] - a["metric_value"], "separable": not spread_overlaps(a, b),
                             "batch_ratio": ratio(b.get("effective_batch_size"), a.get("effective_batch_size")),
-                            "speedup": ratio(b.get(speed), a.get(speed)),
-                            "energy_per_sample_ratio": ratio(a.get(jps), b.get(jps)),
-                            "projected_energy_ratio": ratio(a.get("projected_energy_kwh"), b.get("projected_energy_kwh")),
+                            **pair_measures(a, b, costs),
                         })
     out = pd.DataFrame(rows, columns=BUDGET_COLUMNS)
     out["experiment"] = setting_names(out["setting"])
     return out
 
 
-def _group_of(confs: pd.DataFrame, setting: str, budget: str) -> str | None:
-    """The experiment (group) name of a setting's configurations under one memory budget."""
-    runs = usable(confs)
-    runs = runs[runs["memory_budget"].notna()] if "memory_budget" in runs else runs.iloc[0:0]
-    rows = runs[(setting_of(runs, SETTING_KEYS) == setting) & (runs["memory_budget"] == budget)] if len(runs) else runs
-    return rows["group"].iloc[0] if len(rows) and "group" in rows else None
-
-
-def summary(table: pd.DataFrame, confs: pd.DataFrame, answers: dict) -> list[str]:
+def summary(table: pd.DataFrame, answers: dict) -> list[str]:
     """Per setting and pair of budgets, one sentence: what the larger budget bought, what it did to accuracy, and
-    each budget's answer (answers: experiment name -> the answer's configuration label, or None)."""
+    each budget's answer (answers: experiment name -> the answer's configuration label, or None: nothing fits)."""
     lines = []
-    for (setting, tight, loose), rows in table.groupby(["setting", "tighter", "looser"], sort=True):
+    for (_, tight, loose), rows in table.groupby(["setting", "tighter", "looser"], sort=True):
         metric = METRIC_LABEL.get(rows["metric"].iloc[0], rows["metric"].iloc[0])
         parts = [f"{len(rows)} configuration{'s' if len(rows) != 1 else ''} ran under both"]
         parts += ratio_parts(rows, (("batch_ratio", "batch", "x"), ("speedup", "training speed after warm-up", "x"),
                                     ("energy_per_sample_ratio", "energy per training sample", "x less"),
                                     ("projected_energy_ratio", "projected fine-tune energy", "x less")))
         parts.append(accuracy_part(rows, metric, ("n_tighter", "n_looser")))
-        groups = {b: _group_of(confs, setting, b) for b in (tight, loose)}
+        groups = {tight: rows["tighter_experiment"].iloc[0], loose: rows["looser_experiment"].iloc[0]}
         if all(g in answers for g in groups.values()):  # each budget's experiment was answered (None: nothing fits)
             best = {b: answers[g] or "nothing (none fits the limits)" for b, g in groups.items()}
             same = best[tight] == best[loose]

@@ -42,7 +42,6 @@ def compare(confs: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
     if runs.empty or "implementation" not in runs or "attn_impl" not in runs:
         return pd.DataFrame(columns=PATH_COLUMNS)
     runs = runs.assign(_setting=setting_of(runs))
-    speed, jps = costs["train_speed"], costs["joules_per_sample"]
     rows = []
     for setting, group in runs.groupby("_setting", sort=True):
         stock, fast = group[group["attn_impl"].astype(str) == "hf"], group[group["attn_impl"].astype(str) == "fast"]
@@ -57,15 +56,24 @@ def compare(confs: pd.DataFrame, costs: dict, statuses=("ok",)) -> pd.DataFrame:
                         "setting": setting, "metric": s["metric"], "model": s["model"], "seq_len": s["seq_len"],
                         "stock": s_impl, "fast": f_impl, "stock_batch": s.get("effective_batch_size"), "fast_batch": f.get("effective_batch_size"),
                         "stock_value": s["metric_value"], "fast_value": f["metric_value"], "n_stock": s.get("n_seeds"), "n_fast": f.get("n_seeds"),
-                        "difference": f["metric_value"] - s["metric_value"],
-                        "separable": not spread_overlaps(s, f), "speedup": ratio(f.get(speed), s.get(speed)),
-                        "energy_per_sample_ratio": ratio(s.get(jps), f.get(jps)),
-                        "projected_energy_ratio": ratio(s.get("projected_energy_kwh"), f.get("projected_energy_kwh")),
+                        **pair_measures(s, f, costs),
                         "stock_warmup_s": s.get(costs["warmup_time"]), "fast_warmup_s": f.get(costs["warmup_time"]),
                     })
     out = pd.DataFrame(rows, columns=PATH_COLUMNS)
     out["experiment"] = setting_names(out["setting"])
     return out
+
+
+def pair_measures(a: pd.Series, b: pd.Series, costs: dict) -> dict:
+    """What configuration b does against a of the same cell: the accuracy difference (b - a) and whether the spreads
+    separate it, speedup = b / a steady samples/s, energy_per_sample_ratio and projected_energy_ratio = a / b (how
+    many times less energy b takes)."""
+    speed, jps = costs["train_speed"], costs["joules_per_sample"]
+    return {
+        "difference": b["metric_value"] - a["metric_value"], "separable": not spread_overlaps(a, b),
+        "speedup": ratio(b.get(speed), a.get(speed)), "energy_per_sample_ratio": ratio(a.get(jps), b.get(jps)),
+        "projected_energy_ratio": ratio(a.get("projected_energy_kwh"), b.get("projected_energy_kwh")),
+    }
 
 
 def setting_names(settings: pd.Series) -> pd.Series:

@@ -44,16 +44,16 @@ def test_the_summary_says_whether_the_budget_changes_the_answer():
     table["group"] = ["synthetic [" + ("48 GiB" if b == CAP else "whole card") + "]" for b in table["memory_budget"]]
     answers = {a.dataset: a.best["label"] for a in frontier.answer(table, {}, COSTS)}
     assert answers == {"synthetic [48 GiB]": "led_base @ 4096", "synthetic [whole card]": "led_large @ 4096 (batch 40)"}
-    line, = budgets.summary(budgets.compare(table, COSTS), table, answers)
+    line, = budgets.summary(budgets.compare(table, COSTS), answers)
     assert line.startswith(f"On synthetic ({CAP} against {CARD}): 3 configurations ran under both; batch 3.8x (median; 2.93-4x)")
     assert "separable from noise in 3 of 3" in line
     assert line.endswith("the answer is led_base @ 4096 under the tighter budget and led_large @ 4096 (batch 40) under the "
                          "looser: the budget changes it.")
     # a limit nothing meets under one budget is an answer too; an experiment nobody asked about is none
-    line, = budgets.summary(budgets.compare(table, COSTS), table, {**answers, "synthetic [48 GiB]": None})
+    line, = budgets.summary(budgets.compare(table, COSTS), {**answers, "synthetic [48 GiB]": None})
     assert line.endswith("the answer is nothing (none fits the limits) under the tighter budget and led_large @ 4096 (batch 40) "
                          "under the looser: the budget changes it.")
-    line, = budgets.summary(budgets.compare(table, COSTS), table, {"synthetic [whole card]": "x"})
+    line, = budgets.summary(budgets.compare(table, COSTS), {"synthetic [whole card]": "x"})
     assert "the answer" not in line
 
 
