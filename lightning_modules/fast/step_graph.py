@@ -139,12 +139,14 @@ class TrainGraphs:
     def __len__(self):
         return len(self.graphs)
 
-    def reset(self):
-        """Forget every capture (their memory goes back once no .grad points into it)."""
+    def reset(self, keep_floors: bool = False):
+        """Forget every capture (their memory goes back once no .grad points into it); keep_floors: the label length
+        and plan floors stay (the run's batches still pad to them)."""
         self.graphs.clear()
         self._grad_ptrs.clear()
         self.pool = None
-        self.label_len, self.plan_floor = 0, {}
+        if not keep_floors:
+            self.label_len, self.plan_floor = 0, {}
 
     def _release_grads(self, params):
         # a .grad that is one of our buffers would be overwritten by the next replay: give it its own memory
@@ -171,9 +173,8 @@ class TrainGraphs:
         self._release_grads(params)
         graph = self.graphs.get(key)
         if graph is not None and graph.stale(params):
-            kept = self.label_len, self.plan_floor
-            self.reset()  # parameters were replaced or moved: every capture is stale
-            (self.label_len, self.plan_floor), graph = kept, None
+            self.reset(keep_floors=True)  # parameters were replaced or moved: every capture is stale
+            graph = None
         if graph is None and grew and self.graphs:
             self.reset()  # longer labels (or more slots) than any capture so far: later ones pad to these, the old graphs go
         if graph is None:
@@ -191,7 +192,7 @@ class TrainGraphs:
             self.graphs[key] = graph
             self._grad_ptrs.update(t.data_ptr() for t in graph.grads if t is not None)
             self.label_len = max(self.label_len, labels.shape[1])
-            self.plan_floor = {k: max(plan[k], self.plan_floor.get(k, 0)) for k in floors if k in plan}
+            self.plan_floor = {k: plan[k] for k in floors if k in plan}  # plan was raised to the floors above
         for static, t in zip(graph.inputs, tensors):
             static.copy_(t)
         self.replays += 1
